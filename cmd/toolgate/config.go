@@ -1,0 +1,321 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// settings is everything `toolgate serve` can be told. Each field is one setting with one name
+// used three ways: the flag --NAME, the environment variable TOOLGATE_NAME (upper case,
+// dashes as underscores) and the key NAME in the YAML config file. Precedence, lowest first:
+// built-in default, config file, environment, flags.
+type settings struct {
+	Config string
+	Dev    bool
+
+	DataDir      string
+	Domain       string
+	TunnelDomain string
+
+	HTTPSListen     string
+	PublicHTTPSPort int
+	HTTPListen      string
+	SSHListen       string
+	PublicSSHPort   int
+	AdminListen     string
+
+	AuthorizedKeys string
+	ACMECA         string
+	ACMEEmail      string
+	ACMECARoots    string
+
+	SSHHandshakeTimeout  time.Duration
+	SSHKeepaliveInterval time.Duration
+	SSHKeepaliveCount    int
+	MaxConnsPerKey       int
+	MaxTunnelsPerKey     int
+
+	ResponseHeaderTimeout time.Duration
+	TunnelIdleTimeout     time.Duration
+	TunnelDialTimeout     time.Duration
+	ReadHeaderTimeout     time.Duration
+	AllowedOrigins        stringList
+	ReservedNames         stringList
+
+	LogLevel  string
+	LogFormat string
+}
+
+// stringList is a comma-separated flag value; setting it replaces the whole list, so a flag
+// overrides what the file said instead of appending to it.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+func (l *stringList) Set(s string) error {
+	*l = nil
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*l = append(*l, v)
+		}
+	}
+	return nil
+}
+
+const defaultDomain = "toolgate.localhost"
+
+// newFlagSet registers every setting with its default and help text.
+func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("toolgate serve", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&s.Config, "config", "", "YAML config file; its keys are the flag names")
+	fs.BoolVar(&s.Dev, "dev", false, "the embedded development default (also what no configuration at all gives): local CA, *.localhost, any SSH key")
+
+	fs.StringVar(&s.DataDir, "data-dir", "./toolgate-data", "directory for the database and the development CA certificate")
+	fs.StringVar(&s.Domain, "domain", defaultDomain, "apex domain D: the issuer and dashboard are https://D")
+	fs.StringVar(&s.TunnelDomain, "tunnel-domain", "", "domain for tunnels, NAME.tunnel-domain (default: domain)")
+
+	fs.StringVar(&s.HTTPSListen, "https-listen", "127.0.0.1:8443", "HTTPS listen address")
+	fs.IntVar(&s.PublicHTTPSPort, "public-https-port", 0, "HTTPS port in public URLs, if a port mapping changes it (default: the listen port)")
+	fs.StringVar(&s.HTTPListen, "http-listen", "", "plain-HTTP listen address for ACME HTTP-01 and redirects to HTTPS (default: off)")
+	fs.StringVar(&s.SSHListen, "ssh-listen", "127.0.0.1:2222", "SSH listen address")
+	fs.IntVar(&s.PublicSSHPort, "public-ssh-port", 0, "SSH port in the printed ssh command (default: the listen port)")
+	fs.StringVar(&s.AdminListen, "admin-listen", "127.0.0.1:9180", "admin listener for /healthz, /readyz and /metrics (empty: off)")
+
+	fs.StringVar(&s.AuthorizedKeys, "authorized-keys", "", "OpenSSH authorized_keys file of keys allowed to tunnel; required unless the domain is a .localhost name")
+	fs.StringVar(&s.ACMECA, "acme-ca", "", "ACME directory URL (default for a non-.localhost domain: Let's Encrypt)")
+	fs.StringVar(&s.ACMEEmail, "acme-email", "", "ACME account email; required with ACME")
+	fs.StringVar(&s.ACMECARoots, "acme-ca-roots", "", "PEM file of roots to trust for the ACME CA's API (default: system roots)")
+
+	fs.DurationVar(&s.SSHHandshakeTimeout, "ssh-handshake-timeout", 15*time.Second, "time allowed for the SSH handshake and authentication")
+	fs.DurationVar(&s.SSHKeepaliveInterval, "ssh-keepalive-interval", 15*time.Second, "how often toolgate checks that an SSH client is alive")
+	fs.IntVar(&s.SSHKeepaliveCount, "ssh-keepalive-count", 3, "unanswered keepalives in a row before a connection and its tunnels are dropped")
+	fs.IntVar(&s.MaxConnsPerKey, "max-connections-per-key", 10, "concurrent SSH connections per key")
+	fs.IntVar(&s.MaxTunnelsPerKey, "max-tunnels-per-key", 20, "live tunnels per key")
+
+	fs.DurationVar(&s.ResponseHeaderTimeout, "response-header-timeout", 5*time.Minute, "wait for a local server's response headers before answering 504")
+	fs.DurationVar(&s.TunnelIdleTimeout, "tunnel-idle-timeout", 3*time.Second, "keep an idle tunnel stream for reuse this long; keep it below local servers' keep-alive (5s for Node and uvicorn)")
+	fs.DurationVar(&s.TunnelDialTimeout, "tunnel-dial-timeout", 15*time.Second, "wait for an SSH client to open a stream before answering 504")
+	fs.DurationVar(&s.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time allowed for a client to send request headers")
+	fs.Var(&s.AllowedOrigins, "allowed-origins", "browser origins, besides a tunnel's own and the apex, allowed to call tunnels; host:* matches any port (default: http://localhost:*,http://127.0.0.1:*,http://[::1]:*)")
+	fs.Var(&s.ReservedNames, "reserved-names", "tunnel names nobody may take, in addition to the built-in list")
+
+	fs.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&s.LogFormat, "log-format", "json", "json or text")
+	return fs
+}
+
+// envName is the environment variable for a setting.
+func envName(flagName string) string {
+	return "TOOLGATE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// loadSettings fills s from defaults, the config file, the environment and args, in that
+// order of precedence. Errors name the setting and where its bad value came from.
+func loadSettings(args []string, env func(string) (string, bool), out io.Writer) (*settings, error) {
+	s := &settings{}
+	fs := newFlagSet(s, out)
+	// First pass: only to learn --config (flags are parsed again at the end so they win).
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	path := s.Config
+	if path == "" {
+		path, _ = env(envName("config"))
+	}
+	if path != "" {
+		if err := applyFile(fs, path); err != nil {
+			return nil, err
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "config" {
+			return
+		}
+		if v, ok := env(envName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("setting %s (from %s=%q): %w", f.Name, envName(f.Name), v, err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	s.Config = path
+	return s, s.validate()
+}
+
+// applyFile sets every key of a YAML config file. Keys are the flag names; values are scalars,
+// or lists for list settings. Unknown keys are errors, with their line.
+func applyFile(fs *flag.FlagSet, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil // empty file
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return fmt.Errorf("config file %s:%d: expected a mapping of setting: value", path, root.Line)
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		name := k.Value
+		where := fmt.Sprintf("config file %s:%d", path, k.Line)
+		if name == "config" || fs.Lookup(name) == nil {
+			return fmt.Errorf("%s: unknown setting %q", where, name)
+		}
+		var val string
+		switch v.Kind {
+		case yaml.ScalarNode:
+			val = v.Value
+		case yaml.SequenceNode:
+			parts := make([]string, 0, len(v.Content))
+			for _, e := range v.Content {
+				if e.Kind != yaml.ScalarNode {
+					return fmt.Errorf("%s: setting %s: list items must be plain values", where, name)
+				}
+				parts = append(parts, e.Value)
+			}
+			val = strings.Join(parts, ",")
+		default:
+			return fmt.Errorf("%s: setting %s: expected a value or a list", where, name)
+		}
+		if err := fs.Set(name, val); err != nil {
+			return fmt.Errorf("%s: setting %s: invalid value %q: %w", where, name, val, err)
+		}
+	}
+	return nil
+}
+
+// isLocalDomain reports whether d is a .localhost name: the development profile.
+func isLocalDomain(d string) bool {
+	return d == "localhost" || strings.HasSuffix(d, ".localhost")
+}
+
+func (s *settings) validate() error {
+	s.Domain = strings.TrimSuffix(strings.ToLower(s.Domain), ".")
+	s.TunnelDomain = strings.TrimSuffix(strings.ToLower(s.TunnelDomain), ".")
+	if s.TunnelDomain == "" {
+		s.TunnelDomain = s.Domain
+	}
+	var errs []error
+	bad := func(name, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("setting %s: %s", name, fmt.Sprintf(format, a...)))
+	}
+	if s.Domain == "" || strings.ContainsAny(s.Domain, "/: ") {
+		bad("domain", "%q is not a domain name", s.Domain)
+	}
+	if strings.ContainsAny(s.TunnelDomain, "/: ") {
+		bad("tunnel-domain", "%q is not a domain name", s.TunnelDomain)
+	}
+	if s.Dev {
+		if !isLocalDomain(s.Domain) {
+			bad("dev", "the development default serves a .localhost domain; domain is %q", s.Domain)
+		}
+		if s.ACMECA != "" {
+			bad("dev", "the development default uses a local CA; remove acme-ca")
+		}
+	}
+	local := isLocalDomain(s.Domain) && isLocalDomain(s.TunnelDomain)
+	if !local && s.AuthorizedKeys == "" {
+		bad("authorized-keys", "required for domain %q: outside development, only listed keys may tunnel", s.Domain)
+	}
+	if s.useACME() && s.ACMEEmail == "" {
+		bad("acme-email", "required to obtain certificates for %q over ACME", s.Domain)
+	}
+	for name, addr := range map[string]string{"https-listen": s.HTTPSListen, "ssh-listen": s.SSHListen} {
+		if _, _, err := splitListen(addr); err != nil {
+			bad(name, "%v", err)
+		}
+	}
+	for name, addr := range map[string]string{"http-listen": s.HTTPListen, "admin-listen": s.AdminListen} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := splitListen(addr); err != nil {
+			bad(name, "%v", err)
+		}
+	}
+	for name, p := range map[string]int{"public-https-port": s.PublicHTTPSPort, "public-ssh-port": s.PublicSSHPort} {
+		if p < 0 || p > 65535 {
+			bad(name, "%d is not a port", p)
+		}
+	}
+	for name, d := range map[string]time.Duration{
+		"ssh-handshake-timeout": s.SSHHandshakeTimeout, "ssh-keepalive-interval": s.SSHKeepaliveInterval,
+		"response-header-timeout": s.ResponseHeaderTimeout, "tunnel-idle-timeout": s.TunnelIdleTimeout,
+		"tunnel-dial-timeout": s.TunnelDialTimeout, "read-header-timeout": s.ReadHeaderTimeout,
+	} {
+		if d <= 0 {
+			bad(name, "must be positive, got %s", d)
+		}
+	}
+	for name, n := range map[string]int{"ssh-keepalive-count": s.SSHKeepaliveCount,
+		"max-connections-per-key": s.MaxConnsPerKey, "max-tunnels-per-key": s.MaxTunnelsPerKey} {
+		if n <= 0 {
+			bad(name, "must be at least 1, got %d", n)
+		}
+	}
+	switch s.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level", "%q is not one of debug, info, warn, error", s.LogLevel)
+	}
+	switch s.LogFormat {
+	case "json", "text":
+	default:
+		bad("log-format", "%q is not json or text", s.LogFormat)
+	}
+	for _, o := range s.AllowedOrigins {
+		if !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+			bad("allowed-origins", "%q is not an origin (scheme://host[:port])", o)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// useACME reports whether certificates come from ACME rather than the local CA.
+func (s *settings) useACME() bool {
+	return s.ACMECA != "" || !isLocalDomain(s.Domain) || !isLocalDomain(s.TunnelDomain)
+}
+
+// acmeCA returns the ACME directory to use.
+func (s *settings) acmeCA() string {
+	if s.ACMECA != "" {
+		return s.ACMECA
+	}
+	return "https://acme-v02.api.letsencrypt.org/directory"
+}
+
+func splitListen(addr string) (host string, port int, err error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q is not host:port", addr)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 0 || n > 65535 {
+		return "", 0, fmt.Errorf("%q has no valid port", addr)
+	}
+	return h, n, nil
+}

@@ -1,0 +1,458 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/toolgate/toolgate/data"
+	"github.com/toolgate/toolgate/sshd"
+	"github.com/toolgate/toolgate/tunnel"
+	"github.com/toolgate/toolgate/web"
+)
+
+// server is one running toolgate: every component, wired, with its listeners.
+type server struct {
+	s      *settings
+	log    *slog.Logger
+	store  *data.Store
+	reg    *tunnel.Registry
+	proxy  *tunnel.Proxy
+	certs  *web.CertManager
+	ssh    *sshd.Server
+	https  *http.Server
+	http   *http.Server
+	admin  *http.Server
+	caPath string
+
+	httpsL, sshL, httpL, adminL net.Listener
+	ready                       chan struct{}
+	stopSweeps                  context.CancelFunc
+}
+
+// serve runs toolgate until ctx ends, then shuts down gracefully: new connections are refused,
+// requests in flight get up to drain to finish, then SSH connections close.
+func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger) error {
+	srv, err := start(ctx, s, log)
+	if err != nil {
+		return err
+	}
+	srv.printBanner(stdout)
+	<-ctx.Done()
+	log.Info("shutting down")
+	return srv.shutdown(10 * time.Second)
+}
+
+func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err error) {
+	srv := &server{s: s, log: log, ready: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			srv.closeAll()
+		}
+	}()
+
+	if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("setting data-dir: %w", err)
+	}
+	srv.store, err = data.Open(data.Config{Path: filepath.Join(s.DataDir, "toolgate.db"), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+
+	hostKey, err := loadHostKey(ctx, srv.store)
+	if err != nil {
+		return nil, err
+	}
+
+	srv.reg, err = tunnel.NewRegistry(tunnel.Config{
+		Domain:             s.TunnelDomain,
+		Names:              srv.store,
+		Reserved:           s.ReservedNames,
+		MaxTunnelsPerOwner: s.MaxTunnelsPerKey,
+		Logger:             log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	srv.proxy, err = tunnel.NewProxy(tunnel.ProxyConfig{
+		Registry:              srv.reg,
+		ResponseHeaderTimeout: s.ResponseHeaderTimeout,
+		DialTimeout:           s.TunnelDialTimeout,
+		IdleConnTimeout:       s.TunnelIdleTimeout,
+		WriteError:            web.WriteProxyError,
+		Logger:                log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// Listen before obtaining certificates: ACME's TLS-ALPN-01 challenge is answered by our
+	// own HTTPS listener, so it must exist first.
+	if srv.httpsL, err = net.Listen("tcp", s.HTTPSListen); err != nil {
+		return nil, fmt.Errorf("setting https-listen: %w", err)
+	}
+	if srv.sshL, err = net.Listen("tcp", s.SSHListen); err != nil {
+		return nil, fmt.Errorf("setting ssh-listen: %w", err)
+	}
+	if s.HTTPListen != "" {
+		if srv.httpL, err = net.Listen("tcp", s.HTTPListen); err != nil {
+			return nil, fmt.Errorf("setting http-listen: %w", err)
+		}
+	}
+	if s.AdminListen != "" {
+		if srv.adminL, err = net.Listen("tcp", s.AdminListen); err != nil {
+			return nil, fmt.Errorf("setting admin-listen: %w", err)
+		}
+	}
+
+	if err := srv.newCerts(ctx); err != nil {
+		return nil, err
+	}
+
+	front, err := web.NewFront(web.FrontConfig{
+		Domain:         s.Domain,
+		TunnelDomain:   s.TunnelDomain,
+		Tunnels:        srv.reg,
+		Proxy:          srv.proxy,
+		Apex:           web.NewApex(web.ApexConfig{Domain: s.Domain, SSHCommand: srv.sshCommand(), CAPath: srv.caPath}),
+		AllowedOrigins: []string(s.AllowedOrigins),
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	auth, err := srv.authenticator()
+	if err != nil {
+		return nil, err
+	}
+	var greeting []string
+	if srv.caPath != "" {
+		greeting = append(greeting, "toolgate development server; trust its CA for TLS: "+srv.caPath)
+	}
+	srv.ssh, err = sshd.New(sshd.Config{
+		HostKey:           hostKey,
+		Auth:              auth,
+		Tunnels:           srv.reg,
+		PublicURL:         srv.publicURL,
+		Greeting:          greeting,
+		HostsHint:         isLocalDomain(s.TunnelDomain),
+		HandshakeTimeout:  s.SSHHandshakeTimeout,
+		KeepaliveInterval: s.SSHKeepaliveInterval,
+		KeepaliveCountMax: s.SSHKeepaliveCount,
+		MaxConnsPerKey:    s.MaxConnsPerKey,
+		Logger:            log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	srv.https = web.NewServer(web.ServerConfig{
+		Handler:           front,
+		TLSConfig:         srv.certs.TLSConfig(),
+		ReadHeaderTimeout: s.ReadHeaderTimeout,
+		Logger:            log,
+	})
+	go srv.run("https", func() error { return srv.https.ServeTLS(srv.httpsL, "", "") })
+	go srv.run("ssh", func() error { return srv.ssh.Serve(srv.sshL) })
+	if srv.httpL != nil {
+		srv.http = web.NewServer(web.ServerConfig{
+			Handler:           srv.certs.HTTPChallengeHandler(web.RedirectToHTTPS(srv.publicHTTPSPort())),
+			ReadHeaderTimeout: s.ReadHeaderTimeout,
+			Logger:            log,
+		})
+		go srv.run("http", func() error { return srv.http.Serve(srv.httpL) })
+	}
+	if srv.adminL != nil {
+		srv.admin = web.NewServer(web.ServerConfig{
+			Handler: web.NewAdmin(web.AdminConfig{
+				Ready:    srv.isReady,
+				Gatherer: newMetrics(srv.reg, srv.ssh),
+			}),
+			ReadHeaderTimeout: s.ReadHeaderTimeout,
+			Logger:            log,
+		})
+		go srv.run("admin", func() error { return srv.admin.Serve(srv.adminL) })
+	}
+	// Only now that the HTTPS (and HTTP) servers answer can ACME validate us: TLS-ALPN-01 is
+	// answered by the HTTPS listener's handshakes, HTTP-01 by the HTTP handler.
+	if err := srv.certs.Start(ctx); err != nil {
+		return nil, fmt.Errorf("certificate for %s: %w", s.Domain, err)
+	}
+	sweepCtx, stopSweeps := context.WithCancel(context.Background())
+	srv.stopSweeps = stopSweeps
+	go srv.store.RunSweeps(sweepCtx, data.SweepConfig{NamesInUse: srv.reg.InUse})
+
+	close(srv.ready)
+	log.Info("toolgate serving",
+		"domain", s.Domain, "https", srv.httpsL.Addr().String(), "ssh", srv.sshL.Addr().String(),
+		"admin", addrString(srv.adminL), "http", addrString(srv.httpL), "ca", srv.caPath)
+	return srv, nil
+}
+
+// run serves one listener and logs how it ended.
+func (srv *server) run(name string, serve func() error) {
+	err := serve()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		srv.log.Error("listener failed", "listener", name, "err", err)
+	}
+}
+
+func (srv *server) isReady() bool {
+	select {
+	case <-srv.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+func addrString(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}
+
+// authenticator picks who may open tunnels: an authorized_keys file, or in development any key.
+func (srv *server) authenticator() (sshd.Authenticator, error) {
+	if srv.s.AuthorizedKeys == "" {
+		srv.log.Warn("development mode: any SSH key may open tunnels (set authorized-keys to restrict)")
+		return sshd.AnyKey{}, nil
+	}
+	a, err := sshd.NewAuthorizedKeys(srv.s.AuthorizedKeys)
+	if err != nil {
+		return nil, fmt.Errorf("setting authorized-keys: %w", err)
+	}
+	srv.log.Info("ssh keys loaded", "file", srv.s.AuthorizedKeys, "keys", a.Len())
+	return a, nil
+}
+
+// newCerts sets up certificates: a local CA for .localhost domains, ACME otherwise.
+func (srv *server) newCerts(ctx context.Context) error {
+	s := srv.s
+	cfg := web.CertManagerConfig{
+		Domain:  s.Domain,
+		Storage: srv.store.CertStorage(),
+		Allow:   srv.allowCert,
+		Logger:  srv.log,
+	}
+	if s.useACME() {
+		acme := &web.ACMEConfig{
+			CA:                   s.acmeCA(),
+			Email:                s.ACMEEmail,
+			AltTLSALPNPort:       srv.httpsL.Addr().(*net.TCPAddr).Port,
+			DisableHTTPChallenge: srv.httpL == nil,
+		}
+		if host, _, _ := net.SplitHostPort(s.HTTPSListen); host != "" {
+			acme.ListenHost = host
+		}
+		if srv.httpL != nil {
+			acme.AltHTTPPort = srv.httpL.Addr().(*net.TCPAddr).Port
+		}
+		if s.ACMECARoots != "" {
+			pem, err := os.ReadFile(s.ACMECARoots)
+			if err != nil {
+				return fmt.Errorf("setting acme-ca-roots: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("setting acme-ca-roots: %s holds no PEM certificate", s.ACMECARoots)
+			}
+			acme.TrustedRoots = pool
+		}
+		cfg.ACME = acme
+	} else {
+		domains := []string{s.Domain}
+		if s.TunnelDomain != s.Domain {
+			domains = append(domains, s.TunnelDomain)
+		}
+		ca, err := web.NewLocalCA(ctx, web.LocalCAConfig{Secrets: srv.store, Domains: domains})
+		if err != nil {
+			return err
+		}
+		srv.caPath = filepath.Join(s.DataDir, "ca.pem")
+		if err := writeFileAtomic(srv.caPath, ca.RootPEM(), 0o644); err != nil {
+			return fmt.Errorf("writing the development CA certificate: %w", err)
+		}
+		if abs, err := filepath.Abs(srv.caPath); err == nil {
+			srv.caPath = abs
+		}
+		cfg.LocalCA = ca
+	}
+	var err error
+	srv.certs, err = web.NewCertManager(cfg)
+	return err
+}
+
+// allowCert is the on-demand TLS decision: certificates only for live or claimed tunnel names,
+// so nobody can make toolgate request certificates for arbitrary names.
+func (srv *server) allowCert(ctx context.Context, name string) error {
+	label, ok := tunnel.NameFromHost(name, srv.s.TunnelDomain)
+	if !ok {
+		return fmt.Errorf("%s is not a tunnel name", name)
+	}
+	if !srv.reg.Known(ctx, label) {
+		return fmt.Errorf("no tunnel named %s", label)
+	}
+	return nil
+}
+
+func (srv *server) publicHTTPSPort() int {
+	if srv.s.PublicHTTPSPort != 0 {
+		return srv.s.PublicHTTPSPort
+	}
+	return srv.httpsL.Addr().(*net.TCPAddr).Port
+}
+
+// publicURL is the URL of a host as users type it.
+func (srv *server) publicURL(host string) string {
+	if p := srv.publicHTTPSPort(); p != 443 {
+		return "https://" + host + ":" + strconv.Itoa(p)
+	}
+	return "https://" + host
+}
+
+func (srv *server) sshCommand() string {
+	port := srv.s.PublicSSHPort
+	if port == 0 {
+		port = srv.sshL.Addr().(*net.TCPAddr).Port
+	}
+	host := srv.s.Domain
+	if isLocalDomain(host) {
+		// ssh resolves through the C library, which (without systemd-resolved or
+		// nss-myhostname, as on stock Debian) does not know *.localhost. Plain localhost
+		// always works and reaches the same server.
+		host = "localhost"
+	}
+	if port == 22 {
+		return "ssh -R 0:localhost:3000 " + host
+	}
+	return fmt.Sprintf("ssh -p %d -R 0:localhost:3000 %s", port, host)
+}
+
+// printBanner tells the person who started toolgate how to use it.
+func (srv *server) printBanner(w io.Writer) {
+	fmt.Fprintf(w, "\ntoolgate is serving https://%s\n", srv.s.Domain)
+	if srv.publicHTTPSPort() != 443 {
+		fmt.Fprintf(w, "  (at %s)\n", srv.publicURL(srv.s.Domain))
+	}
+	fmt.Fprintf(w, "\nPut a local MCP server on the internet:\n\n    %s\n\n", srv.sshCommand())
+	if srv.caPath != "" {
+		fmt.Fprintf(w, "Development CA (trust it, or pass it to your client): %s\n", srv.caPath)
+		fmt.Fprintf(w, "  curl:  curl --cacert %s https://NAME.%s:%d/mcp\n", srv.caPath, srv.s.TunnelDomain, srv.publicHTTPSPort())
+		fmt.Fprintf(w, "  Node:  NODE_EXTRA_CA_CERTS=%s\n", srv.caPath)
+		fmt.Fprintf(w, "Browsers and curl resolve *.localhost; Go and Node programs need an /etc/hosts line per tunnel\n")
+		fmt.Fprintf(w, "(the ssh session prints it) or a dialer that sends *.%s to 127.0.0.1.\n", srv.s.TunnelDomain)
+	}
+	fmt.Fprintln(w)
+}
+
+// shutdown drains: stop accepting, let requests finish for up to grace, then close the rest.
+func (srv *server) shutdown(grace time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	var errs []error
+	for _, h := range []*http.Server{srv.https, srv.http} {
+		if h == nil {
+			continue
+		}
+		// Streams (SSE, WebSocket) never become idle: after the grace period they are cut.
+		if err := h.Shutdown(ctx); err != nil {
+			h.Close()
+		}
+	}
+	if srv.ssh != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := srv.ssh.Shutdown(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("ssh shutdown: %w", err))
+		}
+		scancel()
+	}
+	if srv.admin != nil {
+		srv.admin.Close()
+	}
+	srv.closeAll()
+	return errors.Join(errs...)
+}
+
+// closeAll releases whatever start got as far as creating.
+func (srv *server) closeAll() {
+	if srv.stopSweeps != nil {
+		srv.stopSweeps()
+	}
+	for _, l := range []net.Listener{srv.httpsL, srv.sshL, srv.httpL, srv.adminL} {
+		if l != nil {
+			l.Close()
+		}
+	}
+	if srv.proxy != nil {
+		srv.proxy.CloseIdleConnections()
+	}
+	if srv.certs != nil {
+		srv.certs.Stop()
+	}
+	if srv.store != nil {
+		if err := srv.store.Close(); err != nil {
+			srv.log.Error("closing the database", "err", err)
+		}
+	}
+}
+
+// loadHostKey returns the persistent ed25519 host key, creating it on first start.
+func loadHostKey(ctx context.Context, store *data.Store) (ssh.Signer, error) {
+	b, err := store.LoadOrCreateSecret(ctx, "ssh-host-key", func() ([]byte, error) {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		blk, err := ssh.MarshalPrivateKey(priv, "toolgate host key")
+		if err != nil {
+			return nil, err
+		}
+		return pem.EncodeToMemory(blk), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ssh host key: %w", err)
+	}
+	signer, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("ssh host key: %w", err)
+	}
+	return signer, nil
+}
+
+// writeFileAtomic writes via a temporary file and rename, so a reader never sees half a file.
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,319 @@
+// Package sshd is toolgate's SSH server: it authenticates developers' keys, answers their
+// tcpip-forward requests (RFC 4254 §7) by registering tunnels, keeps connections alive, and gives
+// each connection a terminal where toolgate prints its public URLs and one line per request.
+//
+// It owns the SSH protocol and connection lifecycle. It does not choose tunnel names or proxy
+// HTTP (package tunnel), and it stores nothing (names go through the tunnel registry, the host
+// key is handed in).
+package sshd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/toolgate/toolgate/tunnel"
+)
+
+// Config configures a [Server]. Fields are read once, by [New].
+type Config struct {
+	// HostKey is the server's host key. It must persist across restarts or every client
+	// warns that the host identification changed. Required.
+	HostKey ssh.Signer
+	// Auth decides which keys may connect. Required.
+	Auth Authenticator
+	// Tunnels registers forwards. Required.
+	Tunnels *tunnel.Registry
+	// PublicURL turns a tunnel host name (NAME.D) into the URL shown to the user, e.g.
+	// "https://NAME.D:8443". Default: "https://" + host.
+	PublicURL func(host string) string
+	// Greeting is printed on the terminal when a connection's first session starts, before the
+	// tunnel lines (e.g. how to trust the development CA). Default none.
+	Greeting []string
+	// HostsHint, if true, prints the /etc/hosts line for each new tunnel: in the development
+	// default *.localhost names resolve in browsers and curl but not in Go or Node programs.
+	HostsHint bool
+	// HandshakeTimeout bounds the SSH handshake and authentication. Default 15s.
+	HandshakeTimeout time.Duration
+	// KeepaliveInterval is how often the server checks that a client is alive. Default 15s.
+	KeepaliveInterval time.Duration
+	// KeepaliveCountMax is how many checks in a row may go unanswered before the connection is
+	// closed and its tunnels removed: a dead client is dropped (KeepaliveCountMax+1) intervals
+	// after it last answered, 60s with the defaults. Default 3.
+	KeepaliveCountMax int
+	// MaxConnsPerKey bounds concurrent connections per key. Default 10.
+	MaxConnsPerKey int
+	// MaxHandshakesPerIP bounds concurrent unauthenticated connections per source address.
+	// Default 16.
+	MaxHandshakesPerIP int
+	// ServerVersion is the SSH identification string. Default "SSH-2.0-toolgate".
+	ServerVersion string
+	// Logger receives connection events. Default: discard.
+	Logger *slog.Logger
+}
+
+// Server is an SSH server for tunnels. Create it with [New], run it with [Server.Serve].
+type Server struct {
+	cfg    Config
+	sshCfg *ssh.ServerConfig
+
+	mu         sync.Mutex
+	listeners  map[net.Listener]struct{}
+	conns      map[*conn]struct{}
+	perKey     map[string]int
+	handshakes map[string]int
+	closed     bool
+	wg         sync.WaitGroup
+}
+
+// Extension keys under which authentication hands the identity to the connection.
+const (
+	extOwner   = "toolgate-owner"
+	extDisplay = "toolgate-display"
+)
+
+// New returns a server. It does not listen; see [Server.Serve].
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.HostKey == nil:
+		return nil, errors.New("sshd: Config.HostKey is required")
+	case cfg.Auth == nil:
+		return nil, errors.New("sshd: Config.Auth is required")
+	case cfg.Tunnels == nil:
+		return nil, errors.New("sshd: Config.Tunnels is required")
+	}
+	if cfg.PublicURL == nil {
+		cfg.PublicURL = func(host string) string { return "https://" + host }
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 15 * time.Second
+	}
+	if cfg.KeepaliveInterval <= 0 {
+		cfg.KeepaliveInterval = 15 * time.Second
+	}
+	if cfg.KeepaliveCountMax <= 0 {
+		cfg.KeepaliveCountMax = 3
+	}
+	if cfg.MaxConnsPerKey <= 0 {
+		cfg.MaxConnsPerKey = 10
+	}
+	if cfg.MaxHandshakesPerIP <= 0 {
+		cfg.MaxHandshakesPerIP = 16
+	}
+	if cfg.ServerVersion == "" {
+		cfg.ServerVersion = "SSH-2.0-toolgate"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Server{
+		cfg:        cfg,
+		listeners:  make(map[net.Listener]struct{}),
+		conns:      make(map[*conn]struct{}),
+		perKey:     make(map[string]int),
+		handshakes: make(map[string]int),
+	}
+	s.sshCfg = &ssh.ServerConfig{
+		ServerVersion:             cfg.ServerVersion,
+		PublicKeyCallback:         s.publicKey,
+		VerifiedPublicKeyCallback: s.verifiedKey,
+		MaxAuthTries:              6,
+	}
+	s.sshCfg.AddHostKey(cfg.HostKey)
+	return s, nil
+}
+
+// publicKey answers "would this key be accepted?". It may run for keys the client never proves
+// it holds, so it only looks up and returns the identity inside the permissions.
+func (s *Server) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	id, err := s.cfg.Auth.Authenticate(context.Background(), meta, key)
+	if err != nil {
+		return nil, err
+	}
+	return &ssh.Permissions{Extensions: map[string]string{extOwner: id.Owner, extDisplay: id.Display}}, nil
+}
+
+// verifiedKey runs once the client proved it holds the key: the place to refuse with a message,
+// because a banner sent now is shown by OpenSSH even with -N.
+func (s *Server) verifiedKey(_ ssh.ConnMetadata, _ ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
+	owner := perms.Extensions[extOwner]
+	s.mu.Lock()
+	n := s.perKey[owner]
+	s.mu.Unlock()
+	if n >= s.cfg.MaxConnsPerKey {
+		return nil, &ssh.BannerError{
+			Err:     fmt.Errorf("sshd: %s has %d connections", owner, n),
+			Message: fmt.Sprintf("toolgate: this key already has %d connections open, the limit. Close one and try again.\r\n", n),
+		}
+	}
+	return perms, nil
+}
+
+// Serve accepts connections on l until l fails or the server is closed. It always returns a
+// non-nil error; after [Server.Close] it is net.ErrClosed.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of file descriptors and similar: back off as net/http does.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			if s.isClosed() {
+				return net.ErrClosed
+			}
+			return err
+		}
+		delay = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.handle(nc)
+		}()
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func remoteIP(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+// handle runs one connection from TCP accept to close.
+func (s *Server) handle(nc net.Conn) {
+	ip := remoteIP(nc.RemoteAddr())
+	s.mu.Lock()
+	if s.closed || s.handshakes[ip] >= s.cfg.MaxHandshakesPerIP {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.handshakes[ip]++
+	s.mu.Unlock()
+
+	// x/crypto has no handshake timeout: a deadline on the socket is the way to bound it.
+	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	sc, chans, reqs, err := ssh.NewServerConn(nc, s.sshCfg)
+
+	s.mu.Lock()
+	if s.handshakes[ip]--; s.handshakes[ip] <= 0 {
+		delete(s.handshakes, ip)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.cfg.Logger.Debug("ssh handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
+		nc.Close()
+		return
+	}
+	nc.SetDeadline(time.Time{})
+
+	id := Identity{Owner: sc.Permissions.Extensions[extOwner], Display: sc.Permissions.Extensions[extDisplay]}
+	c := newConn(s, sc, nc, id)
+	s.mu.Lock()
+	// verifiedKey checked the limit, but two handshakes may have passed it together.
+	over := s.perKey[id.Owner] >= s.cfg.MaxConnsPerKey
+	if s.closed || over {
+		s.mu.Unlock()
+		sc.Close()
+		go ssh.DiscardRequests(reqs)
+		for nch := range chans {
+			nch.Reject(ssh.ResourceShortage, "too many connections")
+		}
+		return
+	}
+	s.perKey[id.Owner]++
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+
+	s.cfg.Logger.Info("ssh connected", "owner", id.Owner, "remote", nc.RemoteAddr().String(), "client", string(sc.ClientVersion()))
+	c.serve(chans, reqs)
+
+	s.mu.Lock()
+	delete(s.conns, c)
+	if s.perKey[id.Owner]--; s.perKey[id.Owner] <= 0 {
+		delete(s.perKey, id.Owner)
+	}
+	s.mu.Unlock()
+	s.cfg.Logger.Info("ssh disconnected", "owner", id.Owner, "remote", nc.RemoteAddr().String(), "reason", c.closeReason())
+}
+
+// Close stops the listeners, closes every connection (removing their tunnels) and waits for the
+// connection goroutines to finish.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.close("server shutting down")
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// Shutdown is Close, tells each terminal why first, and gives up waiting when ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	for c := range s.conns {
+		c.console.Notify("toolgate: server is shutting down; reconnect to get your names back")
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Conns returns the number of authenticated connections.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}

@@ -1,0 +1,144 @@
+package sshd
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// session serves one "session" channel: the user's terminal. It never runs a shell; it shows
+// the console and reads a few keys. ssh -N opens no session, -T opens one without a pty, plain
+// ssh and -tt open one with a pty.
+type session struct {
+	c     *conn
+	ch    ssh.Channel
+	stop  chan struct{}
+	once  sync.Once
+	pty   atomic.Bool // set by pty-req, read by the input reader
+	start sync.Once
+}
+
+// Session-channel request payloads (RFC 4254 §6).
+type execRequest struct{ Command string }
+type exitStatus struct{ Status uint32 }
+
+func (c *conn) session(nch ssh.NewChannel) {
+	ch, reqs, err := nch.Accept()
+	if err != nil {
+		return
+	}
+	s := &session{c: c, ch: ch, stop: make(chan struct{})}
+	go s.readInput()
+	for req := range reqs {
+		switch req.Type {
+		case "pty-req":
+			s.pty.Store(true)
+			req.Reply(true, nil)
+		case "env", "window-change":
+			req.Reply(true, nil)
+		case "shell":
+			req.Reply(true, nil)
+			s.begin()
+		case "exec":
+			var e execRequest
+			if err := ssh.Unmarshal(req.Payload, &e); err != nil {
+				req.Reply(false, nil)
+				continue
+			}
+			req.Reply(true, nil)
+			s.begin()
+			s.options(e.Command)
+		default:
+			// subsystem (sftp and friends), x11-req, signal, …
+			req.Reply(false, nil)
+		}
+	}
+	s.end()
+}
+
+// begin attaches the console once the client asked for a shell or a command, so the first lines
+// land after OpenSSH has set up the terminal.
+func (s *session) begin() {
+	s.start.Do(func() {
+		eol := "\n"
+		if s.pty.Load() {
+			eol = "\r\n"
+		}
+		var b strings.Builder
+		for _, l := range s.c.srv.cfg.Greeting {
+			b.WriteString(l + eol)
+		}
+		// Tunnels opened before the session started were queued already; nothing to repeat.
+		if s.pty.Load() {
+			b.WriteString("Press Ctrl-C to close the tunnels." + eol)
+		}
+		if b.Len() > 0 {
+			s.ch.Write([]byte(b.String()))
+		}
+		s.c.console.attach(s.ch, s.pty.Load(), s.stop)
+	})
+}
+
+func (s *session) end() {
+	s.once.Do(func() {
+		close(s.stop)
+		s.ch.Close()
+	})
+}
+
+// readInput watches for Ctrl-C and Ctrl-D on a pty. EOF on input means nothing: `ssh -T …
+// </dev/null` sends EOF at once, and closing the session then would make OpenSSH exit and drop
+// its forwards.
+func (s *session) readInput() {
+	buf := make([]byte, 64)
+	for {
+		n, err := s.ch.Read(buf)
+		if err != nil {
+			return
+		}
+		if !s.pty.Load() {
+			continue
+		}
+		for _, b := range buf[:n] {
+			if b == 0x03 || b == 0x04 {
+				s.ch.Write([]byte("\r\ntoolgate: closing your tunnels\r\n"))
+				s.ch.SendRequest("exit-status", false, ssh.Marshal(exitStatus{0}))
+				s.end()
+				s.c.close("closed by the user")
+				return
+			}
+		}
+	}
+}
+
+// options applies the words of the remote command, e.g. `ssh -R 0:localhost:3000 D
+// host-header=public`. They arrive after the forwards (OpenSSH sends tcpip-forward first), so
+// they apply to the connection's tunnels from then on.
+func (s *session) options(cmd string) {
+	for _, w := range strings.Fields(cmd) {
+		k, v, _ := strings.Cut(w, "=")
+		switch {
+		case k == "host-header" && (v == "public" || v == "local"):
+			s.c.setPassHost(v == "public")
+			if v == "public" {
+				s.c.console.Notify("toolgate: the local server now sees the public Host header")
+			} else {
+				s.c.console.Notify("toolgate: the local server now sees Host: localhost")
+			}
+		case k == "help":
+			for _, l := range strings.Split(helpText, "\n") {
+				s.c.console.Notify(l)
+			}
+		default:
+			s.c.console.Notify(fmt.Sprintf("toolgate: unknown option %q; try `help`", w))
+		}
+	}
+}
+
+const helpText = `toolgate options (words after the host name):
+  host-header=public   pass the public Host header to the local server
+  host-header=local    send Host: localhost:PORT (the default; MCP SDKs require it)
+  help                 this text`

@@ -1,0 +1,216 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ProxyConfig configures a [Proxy]. Fields are read once, by [NewProxy].
+type ProxyConfig struct {
+	// Registry resolves the proxy's connection-pool keys back to tunnels. Required.
+	Registry *Registry
+	// ResponseHeaderTimeout bounds the wait for the local server's response headers; past it
+	// the client gets 504. It does not limit a response once headers arrived, so streams may
+	// idle forever. Default 5 minutes: MCP tool calls answered with plain JSON can be slow.
+	ResponseHeaderTimeout time.Duration
+	// DialTimeout bounds opening a stream: one round trip to the ssh client plus its local
+	// connect. Default 15s.
+	DialTimeout time.Duration
+	// IdleConnTimeout is how long a finished stream is kept for reuse. It must stay below the
+	// local server's keep-alive timeout, or a request can be written to a connection the
+	// server is closing at that moment and fail with 502 (Node and uvicorn close after 5s).
+	// Default 3s.
+	IdleConnTimeout time.Duration
+	// MaxIdleConnsPerTunnel bounds the reusable streams kept per tunnel. Too small and busy
+	// tunnels open a channel and a local connection per request (sish's flaw). Default 256.
+	MaxIdleConnsPerTunnel int
+	// WriteError renders an error response. Default: plain text.
+	WriteError func(w http.ResponseWriter, r *http.Request, e *ProxyError)
+	// Logger receives proxy errors other than clients going away. Default: discard.
+	Logger *slog.Logger
+}
+
+// ProxyError is an error the proxy answers itself, instead of the local server.
+type ProxyError struct {
+	Status  int    // HTTP status: 502 or 504
+	Code    string // stable machine-readable code, e.g. "tunnel_offline"
+	Message string // what happened and what to do, for a person
+	Err     error  // the underlying error, for logs
+}
+
+// Proxy forwards HTTP requests to tunnels. It is an http.Handler for requests whose context
+// carries the tunnel (see [Proxy.Serve]).
+type Proxy struct {
+	cfg       ProxyConfig
+	transport *http.Transport
+	rp        *httputil.ReverseProxy
+}
+
+type ctxKey int
+
+const (
+	tunnelKey ctxKey = iota
+	clientKey
+)
+
+// NewProxy returns a proxy over reg's tunnels.
+func NewProxy(cfg ProxyConfig) (*Proxy, error) {
+	if cfg.Registry == nil {
+		return nil, errors.New("tunnel: ProxyConfig.Registry is required")
+	}
+	if cfg.ResponseHeaderTimeout <= 0 {
+		cfg.ResponseHeaderTimeout = 5 * time.Minute
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 15 * time.Second
+	}
+	if cfg.IdleConnTimeout <= 0 {
+		cfg.IdleConnTimeout = 3 * time.Second
+	}
+	if cfg.MaxIdleConnsPerTunnel <= 0 {
+		cfg.MaxIdleConnsPerTunnel = 256
+	}
+	if cfg.WriteError == nil {
+		cfg.WriteError = func(w http.ResponseWriter, _ *http.Request, e *ProxyError) {
+			http.Error(w, e.Message, e.Status)
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	p := &Proxy{cfg: cfg}
+	p.transport = &http.Transport{
+		// No Proxy: environment proxies must never see tunnel traffic.
+		DialContext:           p.dial,
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
+		IdleConnTimeout:       cfg.IdleConnTimeout,
+		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerTunnel,
+		MaxIdleConns:          0, // bounded per tunnel instead
+		// The client's Accept-Encoding passes through untouched; the transport must not add
+		// its own and then decompress behind the client's back.
+		DisableCompression: true,
+		ReadBufferSize:     32 << 10,
+		WriteBufferSize:    32 << 10,
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:   p.rewrite,
+		Transport: p.transport,
+		// Flush every write. Go already does for text/event-stream and unknown lengths; doing
+		// it always also covers ndjson and other streams declared with a length, at the cost
+		// of nothing measurable for bulk bodies (writes are 32 KiB).
+		FlushInterval: -1,
+		BufferPool:    newBufferPool(),
+		ErrorHandler:  p.errorHandler,
+		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+	}
+	return p, nil
+}
+
+// Serve proxies r to t. from is the public client's address.
+func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Tunnel, from netip.AddrPort) {
+	ctx := context.WithValue(r.Context(), tunnelKey, t)
+	ctx = context.WithValue(ctx, clientKey, from)
+	p.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// CloseIdleConnections closes every idle pooled stream.
+func (p *Proxy) CloseIdleConnections() { p.transport.CloseIdleConnections() }
+
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	t := pr.In.Context().Value(tunnelKey).(*Tunnel)
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = t.poolKey
+	// ReverseProxy has removed any client-supplied Forwarded and X-Forwarded-*; these are ours.
+	pr.SetXForwarded()
+	pr.Out.Header.Del("X-Real-Ip")
+	if t.PassHost() {
+		pr.Out.Host = pr.In.Host
+		return
+	}
+	// The MCP SDKs refuse a non-loopback Host (DNS-rebinding protection): Go's answers 403,
+	// Python's 421, and Python's default allow-list is "localhost:*", which needs a port.
+	pr.Out.Host = t.LocalHost()
+	// The same servers check Origin (Python) or Sec-Fetch-Site (Go's CrossOriginProtection)
+	// against that Host. toolgate has already checked the browser's origin at its edge; past
+	// the edge the request is a local one, so the cross-site signals are dropped rather than
+	// left to contradict the Host we just set. The public origin stays visible in
+	// X-Forwarded-Host.
+	pr.Out.Header.Del("Origin")
+	pr.Out.Header.Del("Sec-Fetch-Site")
+}
+
+func (p *Proxy) dial(ctx context.Context, _, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	t := p.cfg.Registry.byPoolKey(host)
+	if t == nil {
+		return nil, fmt.Errorf("%w: %s", ErrTunnelGone, strings.TrimSuffix(host, ".tunnel"))
+	}
+	from, _ := ctx.Value(clientKey).(netip.AddrPort)
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
+	defer cancel()
+	c, err := t.DialContext(ctx, from)
+	if err != nil && errors.Is(err, context.DeadlineExceeded) {
+		return nil, &dialTimeoutError{err}
+	}
+	return c, err
+}
+
+type dialTimeoutError struct{ err error }
+
+func (e *dialTimeoutError) Error() string { return "ssh client did not answer: " + e.err.Error() }
+func (e *dialTimeoutError) Unwrap() error { return e.err }
+
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		// The public client went away; nobody is left to tell.
+		return
+	}
+	t, _ := r.Context().Value(tunnelKey).(*Tunnel)
+	host := ""
+	if t != nil {
+		host = t.Host()
+	}
+	e := &ProxyError{Status: http.StatusBadGateway, Code: "bad_gateway", Err: err,
+		Message: fmt.Sprintf("toolgate could not get a response from the server behind %s: %v", host, err)}
+	var dte *dialTimeoutError
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrTunnelGone):
+		e.Code = "tunnel_offline"
+		e.Message = fmt.Sprintf("The tunnel %s is not connected. Its owner can bring it back with ssh -R.", host)
+	case errors.Is(err, ErrLocalUnreachable):
+		e.Code = "local_unreachable"
+		e.Message = fmt.Sprintf("toolgate reached the ssh client of %s, but it could not connect to the local server: is it running on the port given to -R? (%v)", host, err)
+	case errors.As(err, &dte):
+		e.Status, e.Code = http.StatusGatewayTimeout, "tunnel_timeout"
+		e.Message = fmt.Sprintf("The ssh client of %s did not open a stream within %s.", host, p.cfg.DialTimeout)
+	case errors.As(err, &ne) && ne.Timeout():
+		e.Status, e.Code = http.StatusGatewayTimeout, "local_timeout"
+		e.Message = fmt.Sprintf("The local server behind %s sent no response headers within %s.", host, p.cfg.ResponseHeaderTimeout)
+	}
+	p.cfg.Logger.Info("proxy error", "host", host, "code", e.Code, "err", err)
+	p.cfg.WriteError(w, r, e)
+}
+
+// bufferPool recycles the 32 KiB copy buffers ReverseProxy uses for bodies.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }

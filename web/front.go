@@ -1,0 +1,335 @@
+package web
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/toolgate/toolgate/tunnel"
+)
+
+// Tunnels finds live tunnels by name. *tunnel.Registry implements it.
+type Tunnels interface {
+	// Lookup returns the live tunnel called name, or nil.
+	Lookup(name string) *tunnel.Tunnel
+	// Known reports whether name belongs to someone, live or not.
+	Known(ctx context.Context, name string) bool
+}
+
+// TunnelProxy carries a request to a tunnel's local server. *tunnel.Proxy implements it.
+type TunnelProxy interface {
+	Serve(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel, from netip.AddrPort)
+}
+
+// FrontConfig configures a [Front]. Fields are read once, by [NewFront].
+type FrontConfig struct {
+	// Domain is the apex D: the issuer, and where Apex is served. Required.
+	Domain string
+	// TunnelDomain is where tunnels live, NAME.TunnelDomain. Default Domain.
+	TunnelDomain string
+	// Tunnels finds tunnels. Required.
+	Tunnels Tunnels
+	// Proxy carries tunnel requests. Required.
+	Proxy TunnelProxy
+	// Apex serves requests for Domain itself. Default: a 404 for every path.
+	Apex http.Handler
+	// AllowedOrigins lists browser origins, besides the tunnel's own and the apex, that may call
+	// tunnels; "scheme://host:*" matches any port. Default: the loopback origins
+	// (http://localhost:*, http://127.0.0.1:*, http://[::1]:*), where browser-based MCP
+	// clients such as the MCP Inspector run.
+	AllowedOrigins []string
+	// Logger receives one debug line per request. Default: discard.
+	Logger *slog.Logger
+}
+
+// Front is the root http.Handler of the public listener.
+type Front struct {
+	cfg FrontConfig
+}
+
+// NewFront returns the public handler.
+func NewFront(cfg FrontConfig) (*Front, error) {
+	switch {
+	case cfg.Domain == "":
+		return nil, errors.New("web: FrontConfig.Domain is required")
+	case cfg.Tunnels == nil:
+		return nil, errors.New("web: FrontConfig.Tunnels is required")
+	case cfg.Proxy == nil:
+		return nil, errors.New("web: FrontConfig.Proxy is required")
+	}
+	if cfg.TunnelDomain == "" {
+		cfg.TunnelDomain = cfg.Domain
+	}
+	if cfg.Apex == nil {
+		cfg.Apex = http.NotFoundHandler()
+	}
+	if cfg.AllowedOrigins == nil {
+		cfg.AllowedOrigins = []string{"http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Front{cfg: cfg}, nil
+}
+
+// ServeHTTP routes by Host: the apex, a tunnel, or nothing.
+func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	host := hostOnly(r.Host)
+	if strings.EqualFold(host, f.cfg.Domain) {
+		f.cfg.Apex.ServeHTTP(w, r)
+		return
+	}
+	name, ok := tunnel.NameFromHost(host, f.cfg.TunnelDomain)
+	if !ok {
+		writeError(w, r, http.StatusNotFound, "unknown_host",
+			fmt.Sprintf("toolgate serves %s and its tunnels; %q is neither.", f.cfg.Domain, host))
+		return
+	}
+	f.serveTunnel(w, r, name)
+}
+
+// serveTunnel is the path of every request to a tunnel, in order. Each step either answers the
+// request itself or passes it on.
+func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string) {
+	start := time.Now()
+
+	// 1. Which tunnel.
+	t := f.cfg.Tunnels.Lookup(name)
+	if t == nil {
+		// A name someone holds is a tunnel that is down (502, as for any upstream that is
+		// gone); a name nobody holds does not exist (404).
+		if f.cfg.Tunnels.Known(r.Context(), name) {
+			writeError(w, r, http.StatusBadGateway, "tunnel_offline",
+				fmt.Sprintf("The tunnel %s is not connected. Its owner brings it back with ssh -R.", r.Host))
+			return
+		}
+		writeError(w, r, http.StatusNotFound, "no_tunnel",
+			fmt.Sprintf("There is no tunnel named %q.", name))
+		return
+	}
+
+	// 2. Origin and CORS. Browsers send Origin on cross-origin requests and on every POST; a
+	// page on another site must not be able to drive an MCP server through the tunnel, so an
+	// Origin is either allowed or refused here, before anything reaches the local server.
+	// Requests without Origin come from programs, not browsers, and pass.
+	if origin := r.Header.Get("Origin"); origin != "" {
+		if !f.originAllowed(origin, r.Host) {
+			writeError(w, r, http.StatusForbidden, "origin_not_allowed",
+				fmt.Sprintf("Requests from the web origin %q may not use this tunnel.", origin))
+			return
+		}
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			writePreflight(w, origin)
+			return
+		}
+		w = &corsWriter{ResponseWriter: w, origin: origin}
+	}
+
+	// 3. Tokens, 4. JSON-RPC inspection and policy: not yet (see the OAuth and authorization
+	// work); today every request that got here is forwarded.
+
+	// 5. Forward, and tell the owner's terminal what happened.
+	rec := &recorder{ResponseWriter: w}
+	from, _ := netip.ParseAddrPort(r.RemoteAddr)
+	f.cfg.Proxy.Serve(rec, r, t, from)
+	t.Notify(requestLine(start, r, rec))
+}
+
+// originAllowed accepts the tunnel's own origin, the apex, and the configured patterns.
+func (f *Front) originAllowed(origin, host string) bool {
+	origin = strings.ToLower(origin)
+	if origin == "https://"+strings.ToLower(host) {
+		return true
+	}
+	if port := portOf(host); port != "" {
+		if origin == "https://"+strings.ToLower(f.cfg.Domain)+":"+port {
+			return true
+		}
+	} else if origin == "https://"+strings.ToLower(f.cfg.Domain) {
+		return true
+	}
+	for _, p := range f.cfg.AllowedOrigins {
+		p = strings.ToLower(p)
+		if base, ok := strings.CutSuffix(p, ":*"); ok {
+			if rest, ok := strings.CutPrefix(origin, base+":"); ok && isDigits(rest) {
+				return true
+			}
+			continue
+		}
+		if origin == p {
+			return true
+		}
+	}
+	return false
+}
+
+// CORS as the MCP clients that run in browsers need it: bearer tokens (no cookies, so no
+// credentials mode), the MCP headers, and the two response headers a client must read.
+const (
+	corsAllowMethods  = "GET, POST, DELETE, OPTIONS"
+	corsAllowHeaders  = "Authorization, Content-Type, Accept, Last-Event-ID, Mcp-Session-Id, Mcp-Protocol-Version, Mcp-Method, Mcp-Name"
+	corsExposeHeaders = "Mcp-Session-Id, Mcp-Protocol-Version, WWW-Authenticate"
+)
+
+func writePreflight(w http.ResponseWriter, origin string) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Allow-Methods", corsAllowMethods)
+	h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
+	h.Set("Access-Control-Max-Age", "7200")
+	h.Add("Vary", "Origin")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// corsWriter replaces whatever CORS headers the local server sent with toolgate's: two
+// Access-Control-Allow-Origin values make browsers reject the response.
+type corsWriter struct {
+	http.ResponseWriter
+	origin string
+	done   bool
+}
+
+func (c *corsWriter) fix() {
+	if c.done {
+		return
+	}
+	c.done = true
+	h := c.Header()
+	for k := range h {
+		if strings.HasPrefix(k, "Access-Control-") {
+			delete(h, k)
+		}
+	}
+	h.Set("Access-Control-Allow-Origin", c.origin)
+	h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
+	h.Add("Vary", "Origin")
+}
+
+func (c *corsWriter) WriteHeader(code int) {
+	c.fix()
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *corsWriter) Write(b []byte) (int, error) {
+	c.fix()
+	return c.ResponseWriter.Write(b)
+}
+
+func (c *corsWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// recorder notes the status and size of a response for the terminal line. It passes flushes
+// and hijacks through (http.ResponseController finds them via Unwrap or these methods), so
+// streams and WebSocket upgrades are untouched.
+type recorder struct {
+	http.ResponseWriter
+	status   int
+	bytes    int64
+	upgraded bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 || r.status < 200 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *recorder) FlushError() error {
+	return http.NewResponseController(r.ResponseWriter).Flush()
+}
+
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(r.ResponseWriter).Hijack()
+	if err == nil {
+		r.upgraded = true
+		r.status = http.StatusSwitchingProtocols
+	}
+	return c, brw, err
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// requestLine is what the owner's terminal shows for one request.
+func requestLine(start time.Time, r *http.Request, rec *recorder) string {
+	status := rec.status
+	if status == 0 {
+		status = 499 // the client went away before any response
+	}
+	path := r.URL.Path
+	if len(path) > 60 {
+		path = path[:57] + "..."
+	}
+	note := ""
+	switch {
+	case rec.upgraded:
+		note = "  upgraded"
+	case status >= 500:
+		note = "  <- check your local server"
+	}
+	return fmt.Sprintf("%s  %-6s %-24s %d  %7s  %s%s", start.Format("15:04:05"), r.Method, path, status,
+		roundDuration(time.Since(start)), sizeString(rec.bytes), note)
+}
+
+func roundDuration(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	case d < time.Second:
+		return d.Round(100 * time.Microsecond).String()
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+func sizeString(n int64) string {
+	switch {
+	case n < 1000:
+		return fmt.Sprintf("%d B", n)
+	case n < 1000*1000:
+		return fmt.Sprintf("%.1f kB", float64(n)/1000)
+	}
+	return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+}
+
+// hostOnly strips the port from a Host header value, keeping IPv6 brackets' content.
+func hostOnly(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		return host
+	}
+	return strings.Trim(h, "[]")
+}
+
+func portOf(h string) string {
+	if _, port, err := net.SplitHostPort(h); err == nil {
+		return port
+	}
+	return ""
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
