@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -106,8 +107,10 @@ func (s *session) readInput() {
 			if b == 0x03 || b == 0x04 {
 				s.ch.Write([]byte("\r\ntoolgate: closing your tunnels\r\n"))
 				s.ch.SendRequest("exit-status", false, ssh.Marshal(exitStatus{0}))
+				// Closing the session lets OpenSSH exit cleanly (status 0) and hang up; the
+				// connection is closed here only if it does not.
 				s.end()
-				s.c.close("closed by the user")
+				time.AfterFunc(2*time.Second, func() { s.c.close("closed by the user") })
 				return
 			}
 		}

@@ -106,8 +106,9 @@ func ParseBindAddr(addr, domain string) (BindRequest, error) {
 
 // NameFromHost extracts the tunnel label from a request's Host (or TLS server name) under
 // domain: "quiet-fox-7h3k2q.toolgate.localhost:8443" gives "quiet-fox-7h3k2q". It returns ok
-// false for the apex itself, for deeper names and for anything that is not under domain. It
-// does not check that the label is a valid name; a lookup of an invalid label simply misses.
+// false for the apex itself, for deeper names, for labels with characters a DNS label cannot
+// hold, and for anything that is not under domain. It does not apply the stricter rules for
+// names users may request (see [ValidateName]): a lookup of such a label simply misses.
 func NameFromHost(host, domain string) (label string, ok bool) {
 	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
 		host = host[:i]
@@ -119,11 +120,16 @@ func NameFromHost(host, domain string) (label string, ok bool) {
 	if !strings.EqualFold(host[len(host)-len(domain):], domain) {
 		return "", false
 	}
-	label = host[:len(host)-len(domain)-1]
-	if label == "" || strings.IndexByte(label, '.') >= 0 {
+	label = strings.ToLower(host[:len(host)-len(domain)-1])
+	if label == "" || len(label) > 63 {
 		return "", false
 	}
-	return strings.ToLower(label), true
+	for i := 0; i < len(label); i++ {
+		if c := label[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return "", false // dots (deeper names) and anything a DNS label cannot hold
+		}
+	}
+	return label, true
 }
 
 // Word lists for random names. 64 each: two words give 12 bits, and a 6-character base-36

@@ -489,6 +489,18 @@ func (r *Registry) byPoolKey(key string) *Tunnel {
 	return t
 }
 
+// Names returns the names of the live tunnels, sorted.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	names := make([]string, 0, len(r.live))
+	for n := range r.live {
+		names = append(names, n)
+	}
+	r.mu.RUnlock()
+	slices.Sort(names)
+	return names
+}
+
 // Len returns the number of live tunnels.
 func (r *Registry) Len() int {
 	r.mu.RLock()
