@@ -39,6 +39,13 @@ type CertManagerConfig struct {
 	// Lower-cased; a trailing dot is dropped.
 	Domain string
 
+	// Wildcard, if set (e.g. "*.toolgate.localhost"), is managed like Domain from Start on and
+	// serves every single-label name under it without asking Allow. With the local CA toolgate
+	// sets it, so that every tunnel name gets a certificate at once, and a name nobody holds
+	// gets a readable 404 page instead of a failed handshake. With ACME a wildcard needs
+	// DNS-01, which toolgate does not configure yet. Default "": none.
+	Wildcard string
+
 	// Storage holds certificates, keys, ACME accounts and locks. Required: certmagic's default
 	// (a FileStorage under the user's home) is never used. toolgate passes
 	// data.Store.CertStorage(); tests may use certmagic.FileStorage in t.TempDir().
@@ -109,6 +116,8 @@ type ACMEConfig struct {
 // (obtained and renewed during handshakes).
 type CertManager struct {
 	domain   string
+	wildcard string // "*.example" or ""
+	wildBase string // "example", for matching
 	allow    func(ctx context.Context, name string) error
 	cache    *certmagic.Cache
 	apex     *certmagic.Config
@@ -142,18 +151,27 @@ func NewCertManager(cfg CertManagerConfig) (*CertManager, error) {
 			return nil, err
 		}
 	}
+	wildcard := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(cfg.Wildcard)), ".")
+	wildBase, isWild := strings.CutPrefix(wildcard, "*.")
+	switch {
+	case wildcard == "":
+	case !isWild || !certValidDNSName(wildBase):
+		return nil, fmt.Errorf("web: CertManagerConfig.Wildcard %q is not of the form *.domain", cfg.Wildcard)
+	case cfg.LocalCA != nil && !cfg.LocalCA.covers(wildBase):
+		return nil, fmt.Errorf("web: CertManagerConfig.LocalCA may not sign for Wildcard %q", cfg.Wildcard)
+	}
 
 	zl := zap.NewNop()
 	if cfg.Logger != nil {
 		zl = zap.New(slogZapCore{h: cfg.Logger.Handler()})
 	}
 
-	m := &CertManager{domain: domain, allow: cfg.Allow}
+	m := &CertManager{domain: domain, wildcard: wildcard, wildBase: wildBase, allow: cfg.Allow}
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		// Required by certmagic: which config manages (renews) a cached certificate. The apex
 		// certificate belongs to the apex config, everything else to the on-demand one.
 		GetConfigForCert: func(c certmagic.Certificate) (*certmagic.Config, error) {
-			if slices.Contains(c.Names, m.domain) {
+			if slices.Contains(c.Names, m.domain) || (m.wildcard != "" && slices.Contains(c.Names, m.wildcard)) {
 				return m.apex, nil
 			}
 			return m.onDemand, nil
@@ -238,8 +256,12 @@ func (a *ACMEConfig) issuerTemplate(zl *zap.Logger) certmagic.ACMEIssuer {
 // renewal. It returns when the certificate is in the cache. With ACME, the validation may need the
 // server using TLSConfig (TLS-ALPN-01) or HTTPChallengeHandler (HTTP-01) to be serving already.
 func (m *CertManager) Start(ctx context.Context) error {
-	if err := m.apex.ManageSync(ctx, []string{m.domain}); err != nil {
-		return fmt.Errorf("web: certificate for %s: %w", m.domain, err)
+	names := []string{m.domain}
+	if m.wildcard != "" {
+		names = append(names, m.wildcard)
+	}
+	if err := m.apex.ManageSync(ctx, names); err != nil {
+		return fmt.Errorf("web: certificate for %s: %w", strings.Join(names, ", "), err)
 	}
 	return nil
 }
@@ -265,10 +287,19 @@ func (m *CertManager) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certifica
 		h.ServerName = m.domain
 		return m.apex.GetCertificate(&h)
 	}
-	if strings.EqualFold(name, m.domain) {
+	if strings.EqualFold(name, m.domain) || m.underWildcard(name) {
 		return m.apex.GetCertificate(hello)
 	}
 	return m.onDemand.GetCertificate(hello)
+}
+
+// underWildcard reports whether name is one label under the managed wildcard.
+func (m *CertManager) underWildcard(name string) bool {
+	if m.wildcard == "" {
+		return false
+	}
+	label, ok := strings.CutSuffix(strings.ToLower(name), "."+m.wildBase)
+	return ok && label != "" && !strings.Contains(label, ".")
 }
 
 // decide is certmagic's on-demand DecisionFunc. certmagic calls it before touching storage or

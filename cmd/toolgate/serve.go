@@ -293,6 +293,7 @@ func (srv *server) newCerts(ctx context.Context) error {
 			srv.caPath = abs
 		}
 		cfg.LocalCA = ca
+		cfg.Wildcard = "*." + s.TunnelDomain
 	}
 	var err error
 	srv.certs, err = web.NewCertManager(cfg)
