@@ -272,7 +272,9 @@ func requestLine(start time.Time, r *http.Request, rec *recorder) string {
 	if status == 0 {
 		status = 499 // the client went away before any response
 	}
-	path := r.URL.Path
+	// The escaped form: a decoded path could carry terminal escape sequences from anyone on
+	// the internet straight onto the developer's screen.
+	path := printable(r.URL.EscapedPath())
 	if len(path) > 60 {
 		path = path[:57] + "..."
 	}
@@ -283,8 +285,24 @@ func requestLine(start time.Time, r *http.Request, rec *recorder) string {
 	case status >= 500:
 		note = "  <- check your local server"
 	}
-	return fmt.Sprintf("%s  %-6s %-24s %d  %7s  %s%s", start.Format("15:04:05"), r.Method, path, status,
+	return fmt.Sprintf("%s  %-6s %-24s %d  %7s  %s%s", start.Format("15:04:05"), printable(r.Method), path, status,
 		roundDuration(time.Since(start)), sizeString(rec.bytes), note)
+}
+
+// printable replaces anything outside printable ASCII with '?'.
+func printable(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] < 0x20 || b[j] > 0x7e {
+					b[j] = '?'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
 
 func roundDuration(d time.Duration) string {
