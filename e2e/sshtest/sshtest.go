@@ -85,6 +85,10 @@ type Options struct {
 	Command []string
 	// ExtraOptions are more -o settings, e.g. "ServerAliveInterval=1".
 	ExtraOptions []string
+	// KnownHosts, if set, is a known_hosts file the client records the server's host key in
+	// on first use and checks it against afterwards (under a fixed alias, so the check holds
+	// across server ports). Default: host keys are not checked.
+	KnownHosts string
 }
 
 // Client is a running ssh process.
@@ -109,16 +113,20 @@ func Start(t testing.TB, o Options) *Client {
 	if o.User == "" {
 		o.User = "dev"
 	}
-	args := []string{"-F", "/dev/null",
+	hostKeys := []string{"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"}
+	if o.KnownHosts != "" {
+		hostKeys = []string{"-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=" + o.KnownHosts,
+			"-o", "HostKeyAlias=toolgate-under-test"}
+	}
+	args := append([]string{"-F", "/dev/null",
 		"-i", o.Key.Path,
 		"-o", "IdentitiesOnly=yes",
-		"-o", "BatchMode=yes",
-		"-o", "StrictHostKeyChecking=no",
-		"-o", "UserKnownHostsFile=/dev/null",
+		"-o", "BatchMode=yes"}, hostKeys...)
+	args = append(args,
 		"-o", "LogLevel=INFO",
 		"-o", "ExitOnForwardFailure=yes",
 		"-p", strconv.Itoa(o.Port),
-	}
+	)
 	for _, x := range o.ExtraOptions {
 		args = append(args, "-o", x)
 	}
