@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -175,6 +176,9 @@ func applyFile(fs *flag.FlagSet, path string) error {
 		return nil // empty file
 	}
 	root := doc.Content[0]
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return nil // "---" and comments only: a document with nothing in it
+	}
 	if root.Kind != yaml.MappingNode {
 		return fmt.Errorf("config file %s:%d: expected a mapping of setting: value", path, root.Line)
 	}
@@ -233,6 +237,9 @@ func (s *settings) validate() error {
 		if !isLocalDomain(s.Domain) {
 			bad("dev", "the development default serves a .localhost domain; domain is %q", s.Domain)
 		}
+		if !isLocalDomain(s.TunnelDomain) {
+			bad("dev", "the development default serves a .localhost domain; tunnel-domain is %q", s.TunnelDomain)
+		}
 		if s.ACMECA != "" {
 			bad("dev", "the development default uses a local CA; remove acme-ca")
 		}
@@ -241,8 +248,15 @@ func (s *settings) validate() error {
 	if !local && s.AuthorizedKeys == "" {
 		bad("authorized-keys", "required for domain %q: outside development, only listed keys may tunnel", s.Domain)
 	}
-	if s.useACME() && s.ACMEEmail == "" {
-		bad("acme-email", "required to obtain certificates for %q over ACME", s.Domain)
+	if s.useACME() {
+		if s.ACMEEmail == "" {
+			bad("acme-email", "required to obtain certificates for %q over ACME", s.Domain)
+		} else if at := strings.IndexByte(s.ACMEEmail, '@'); at <= 0 || at == len(s.ACMEEmail)-1 {
+			bad("acme-email", "%q is not an e-mail address", s.ACMEEmail)
+		}
+		if u, err := url.Parse(s.acmeCA()); err != nil || u.Scheme != "https" || u.Host == "" {
+			bad("acme-ca", "%q is not an https URL (ACME runs over HTTPS only)", s.acmeCA())
+		}
 	}
 	for name, addr := range map[string]string{"https-listen": s.HTTPSListen, "ssh-listen": s.SSHListen} {
 		if _, _, err := splitListen(addr); err != nil {

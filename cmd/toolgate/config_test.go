@@ -1,0 +1,491 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// envOf returns an environment lookup over m, so tests never read the real environment.
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+// configFile writes a YAML config file and returns its path.
+func configFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "toolgate.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustLoad(t *testing.T, args []string, env map[string]string) *settings {
+	t.Helper()
+	s, err := loadSettings(args, envOf(env), io.Discard)
+	if err != nil {
+		t.Fatalf("loadSettings(%q, %v): %v", args, env, err)
+	}
+	return s
+}
+
+// settingValue formats the field of s behind flag name as the flag would print it. (Registering
+// flags writes their defaults into the fields, so s itself is never given to newFlagSet.)
+func settingValue(t *testing.T, s *settings, name string) string {
+	t.Helper()
+	var scratch settings
+	f := newFlagSet(&scratch, io.Discard).Lookup(name)
+	if f == nil {
+		t.Fatalf("no flag --%s", name)
+	}
+	ptr := reflect.ValueOf(f.Value).Pointer()
+	sv := reflect.ValueOf(&scratch).Elem()
+	for i := range sv.NumField() {
+		if sv.Field(i).Addr().Pointer() == ptr {
+			sv.Field(i).Set(reflect.ValueOf(s).Elem().Field(i))
+			return f.Value.String()
+		}
+	}
+	t.Fatalf("flag --%s is not a settings field", name)
+	return ""
+}
+
+// TestSettingsDefaults: no configuration at all is the embedded development default, and --dev
+// is the same configuration.
+func TestSettingsDefaults(t *testing.T) {
+	s := mustLoad(t, nil, nil)
+	want := map[string]bool{
+		"Domain":                s.Domain == "toolgate.localhost",
+		"TunnelDomain":          s.TunnelDomain == "toolgate.localhost",
+		"HTTPSListen":           s.HTTPSListen == "127.0.0.1:8443",
+		"SSHListen":             s.SSHListen == "127.0.0.1:2222",
+		"DataDir":               s.DataDir == "./toolgate-data",
+		"AdminListen loopback":  strings.HasPrefix(s.AdminListen, "127.0.0.1:"),
+		"HTTPListen off":        s.HTTPListen == "",
+		"AuthorizedKeys unset":  s.AuthorizedKeys == "",
+		"no ACME":               !s.useACME(),
+		"LogFormat":             s.LogFormat == "json",
+		"LogLevel":              s.LogLevel == "info",
+		"Config":                s.Config == "",
+		"Dev false (implicit)":  !s.Dev,
+		"positive timeouts":     s.SSHHandshakeTimeout > 0 && s.ReadHeaderTimeout > 0 && s.ResponseHeaderTimeout > 0,
+		"TunnelIdle < 5s":       s.TunnelIdleTimeout > 0 && s.TunnelIdleTimeout < 5*time.Second,
+		"limits at least one":   s.MaxConnsPerKey >= 1 && s.MaxTunnelsPerKey >= 1 && s.SSHKeepaliveCount >= 1,
+		"public ports unset":    s.PublicHTTPSPort == 0 && s.PublicSSHPort == 0,
+		"no extra origins/name": len(s.AllowedOrigins) == 0 && len(s.ReservedNames) == 0,
+	}
+	for what, ok := range want {
+		if !ok {
+			t.Errorf("default %s wrong: %+v", what, *s)
+		}
+	}
+
+	dev := mustLoad(t, []string{"--dev"}, nil)
+	if !dev.Dev {
+		t.Fatal("--dev did not set Dev")
+	}
+	dev.Dev = false
+	if !reflect.DeepEqual(dev, s) {
+		t.Errorf("--dev differs from no configuration:\n--dev: %+v\nnone:  %+v", *dev, *s)
+	}
+	// An empty file, or one of only comments, changes nothing.
+	for _, content := range []string{"", "\n\n", "# nothing here\n"} {
+		e := mustLoad(t, []string{"--config", configFile(t, content)}, nil)
+		e.Config = ""
+		if !reflect.DeepEqual(e, s) {
+			t.Errorf("config file %q changed settings:\n%+v\nwant %+v", content, *e, *s)
+		}
+	}
+}
+
+// TestSettingsPrecedence: default < file < environment < flag, for the same setting, for a
+// string, a duration, an int, a bool and a list setting.
+func TestSettingsPrecedence(t *testing.T) {
+	type src struct{ file, env, flag string }
+	for _, tc := range []struct {
+		setting string
+		vals    src // "" means not given at that level
+		want    string
+		get     func(*settings) string
+	}{
+		{"ssh-listen", src{}, "127.0.0.1:2222", nil},
+		{"ssh-listen", src{file: "127.0.0.1:1001"}, "127.0.0.1:1001", nil},
+		{"ssh-listen", src{env: "127.0.0.1:1002"}, "127.0.0.1:1002", nil},
+		{"ssh-listen", src{flag: "127.0.0.1:1003"}, "127.0.0.1:1003", nil},
+		{"ssh-listen", src{file: "127.0.0.1:1001", env: "127.0.0.1:1002"}, "127.0.0.1:1002", nil},
+		{"ssh-listen", src{file: "127.0.0.1:1001", flag: "127.0.0.1:1003"}, "127.0.0.1:1003", nil},
+		{"ssh-listen", src{env: "127.0.0.1:1002", flag: "127.0.0.1:1003"}, "127.0.0.1:1003", nil},
+		{"ssh-listen", src{file: "127.0.0.1:1001", env: "127.0.0.1:1002", flag: "127.0.0.1:1003"}, "127.0.0.1:1003", nil},
+		{"ssh-handshake-timeout", src{file: "1s", env: "2s"}, "2s", nil},
+		{"ssh-handshake-timeout", src{file: "1s", env: "2s", flag: "3s"}, "3s", nil},
+		{"max-tunnels-per-key", src{file: "4", env: "5"}, "5", nil},
+		{"max-tunnels-per-key", src{file: "4", env: "5", flag: "6"}, "6", nil},
+		{"dev", src{file: "true", env: "false"}, "false", nil},
+		{"dev", src{file: "false", env: "false", flag: "true"}, "true", nil},
+		// A list given at a higher level replaces the lower one's, never appends to it.
+		{"reserved-names", src{file: "a,b", env: "c"}, "c", nil},
+		{"reserved-names", src{file: "a,b", env: "c", flag: "d,e"}, "d,e", nil},
+	} {
+		t.Run(tc.setting+"/"+strings.Join(slices.DeleteFunc([]string{"file=" + tc.vals.file, "env=" + tc.vals.env, "flag=" + tc.vals.flag},
+			func(s string) bool { return strings.HasSuffix(s, "=") }), ","), func(t *testing.T) {
+			var args []string
+			env := map[string]string{}
+			if tc.vals.file != "" {
+				args = append(args, "--config", configFile(t, tc.setting+": "+tc.vals.file+"\n"))
+			}
+			if tc.vals.env != "" {
+				env[envName(tc.setting)] = tc.vals.env
+			}
+			if tc.vals.flag != "" {
+				args = append(args, "--"+tc.setting+"="+tc.vals.flag)
+			}
+			s := mustLoad(t, args, env)
+			if got := settingValue(t, s, tc.setting); got != tc.want {
+				t.Errorf("%s = %q, want %q", tc.setting, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestSettingsConfigFromEnv: TOOLGATE_CONFIG names the file when --config is not given; the
+// flag wins over it.
+func TestSettingsConfigFromEnv(t *testing.T) {
+	a := configFile(t, "domain: a.localhost\n")
+	b := configFile(t, "domain: b.localhost\n")
+	s := mustLoad(t, nil, map[string]string{"TOOLGATE_CONFIG": a})
+	if s.Domain != "a.localhost" || s.Config != a {
+		t.Errorf("TOOLGATE_CONFIG: domain %q config %q", s.Domain, s.Config)
+	}
+	s = mustLoad(t, []string{"--config", b}, map[string]string{"TOOLGATE_CONFIG": a})
+	if s.Domain != "b.localhost" || s.Config != b {
+		t.Errorf("--config over TOOLGATE_CONFIG: domain %q config %q", s.Domain, s.Config)
+	}
+}
+
+// TestSettingsEverySource: every flag is also a TOOLGATE_* variable and a YAML key, with the
+// same effect. A new flag without a value here fails the test, so none is forgotten.
+func TestSettingsEverySource(t *testing.T) {
+	values := map[string]struct {
+		val   string
+		extra []string // flags every variant also needs to be valid
+	}{
+		"dev":                     {val: "true"},
+		"data-dir":                {val: "/tmp/tg"},
+		"domain":                  {val: "other.localhost"},
+		"tunnel-domain":           {val: "t.localhost"},
+		"https-listen":            {val: "127.0.0.1:1443"},
+		"public-https-port":       {val: "443"},
+		"http-listen":             {val: "127.0.0.1:1080"},
+		"ssh-listen":              {val: "0.0.0.0:22"},
+		"public-ssh-port":         {val: "22"},
+		"admin-listen":            {val: ""},
+		"authorized-keys":         {val: "/etc/toolgate/keys"},
+		"acme-ca":                 {val: "https://ca.test/dir", extra: []string{"--acme-email", "ops@ca.test"}},
+		"acme-email":              {val: "ops@ca.test"},
+		"acme-ca-roots":           {val: "/etc/toolgate/roots.pem"},
+		"ssh-handshake-timeout":   {val: "3s"},
+		"ssh-keepalive-interval":  {val: "1m30s"},
+		"ssh-keepalive-count":     {val: "7"},
+		"max-connections-per-key": {val: "2"},
+		"max-tunnels-per-key":     {val: "3"},
+		"response-header-timeout": {val: "1m0s"},
+		"tunnel-idle-timeout":     {val: "1s"},
+		"tunnel-dial-timeout":     {val: "4s"},
+		"read-header-timeout":     {val: "5s"},
+		"allowed-origins":         {val: "https://app.test,http://localhost:*"},
+		"reserved-names":          {val: "admin,www"},
+		"log-level":               {val: "debug"},
+		"log-format":              {val: "text"},
+	}
+	def := mustLoad(t, nil, nil)
+	newFlagSet(&settings{}, io.Discard).VisitAll(func(f *flag.Flag) {
+		if f.Name == "config" {
+			return
+		}
+		v, ok := values[f.Name]
+		if !ok {
+			t.Errorf("flag --%s has no test value", f.Name)
+			return
+		}
+		t.Run(f.Name, func(t *testing.T) {
+			viaFlag := mustLoad(t, append([]string{"--" + f.Name + "=" + v.val}, v.extra...), nil)
+			viaEnv := mustLoad(t, v.extra, map[string]string{envName(f.Name): v.val})
+			viaFile := mustLoad(t, append([]string{"--config", configFile(t, f.Name+": '"+v.val+"'\n")}, v.extra...), nil)
+			viaFile.Config = ""
+			if !reflect.DeepEqual(viaFlag, viaEnv) || !reflect.DeepEqual(viaFlag, viaFile) {
+				t.Errorf("sources disagree:\nflag: %+v\nenv:  %+v\nfile: %+v", *viaFlag, *viaEnv, *viaFile)
+			}
+			if got := settingValue(t, viaFlag, f.Name); got != v.val {
+				t.Errorf("--%s=%s gives %q", f.Name, v.val, got)
+			}
+			if reflect.DeepEqual(viaFlag, def) {
+				t.Errorf("--%s=%s changed nothing", f.Name, v.val)
+			}
+		})
+	})
+	if got := envName("max-connections-per-key"); got != "TOOLGATE_MAX_CONNECTIONS_PER_KEY" {
+		t.Errorf("envName = %q", got)
+	}
+}
+
+// TestSettingsYAMLLists: list settings take a YAML list (flow or block), or a comma-separated
+// string, and a flag replaces the file's list.
+func TestSettingsYAMLLists(t *testing.T) {
+	want := stringList{"https://a.test", "http://localhost:*"}
+	for name, content := range map[string]string{
+		"block":  "allowed-origins:\n  - https://a.test\n  - \"http://localhost:*\"\n",
+		"flow":   "allowed-origins: [https://a.test, \"http://localhost:*\"]\n",
+		"string": "allowed-origins: \"https://a.test, http://localhost:*\"\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := mustLoad(t, []string{"--config", configFile(t, content)}, nil)
+			if !slices.Equal(s.AllowedOrigins, want) {
+				t.Errorf("allowed-origins = %q, want %q", s.AllowedOrigins, want)
+			}
+		})
+	}
+	s := mustLoad(t, []string{"--config", configFile(t, "allowed-origins: []\n")}, nil)
+	if len(s.AllowedOrigins) != 0 {
+		t.Errorf("empty list gave %q", s.AllowedOrigins)
+	}
+	s = mustLoad(t, []string{"--config", configFile(t, "allowed-origins: [https://a.test, https://b.test]\n"),
+		"--allowed-origins", "https://c.test"}, nil)
+	if !slices.Equal(s.AllowedOrigins, stringList{"https://c.test"}) {
+		t.Errorf("flag over file list: %q", s.AllowedOrigins)
+	}
+}
+
+// TestSettingsOtherValues: normalisation and values that are valid though unusual.
+func TestSettingsOtherValues(t *testing.T) {
+	s := mustLoad(t, []string{"--domain", "Example.COM.", "--authorized-keys", "k", "--acme-email", "a@b.test"}, nil)
+	if s.Domain != "example.com" || s.TunnelDomain != "example.com" {
+		t.Errorf("domain %q tunnel-domain %q, want example.com for both", s.Domain, s.TunnelDomain)
+	}
+	if !s.useACME() || s.acmeCA() != "https://acme-v02.api.letsencrypt.org/directory" {
+		t.Errorf("a public domain should use Let's Encrypt: useACME %v CA %q", s.useACME(), s.acmeCA())
+	}
+	// A private ACME CA for a .localhost domain is ACME too, so it needs an email.
+	s = mustLoad(t, []string{"--acme-ca", "https://ca.test/dir", "--acme-email", "a@b.test"}, nil)
+	if !s.useACME() || s.acmeCA() != "https://ca.test/dir" {
+		t.Errorf("acme-ca: useACME %v CA %q", s.useACME(), s.acmeCA())
+	}
+	// Port 0 listeners (tests) and an admin listener turned off are fine.
+	mustLoad(t, []string{"--https-listen", "127.0.0.1:0", "--ssh-listen", ":0", "--admin-listen", ""}, nil)
+	mustLoad(t, nil, map[string]string{"TOOLGATE_ADMIN_LISTEN": ""})
+}
+
+// TestSettingsErrors: every error names the setting and where the bad value came from.
+func TestSettingsErrors(t *testing.T) {
+	type tc struct {
+		name string
+		args []string
+		env  map[string]string
+		file string // if set, written and passed with --config
+		want []string
+		// fileLine: the error must name the config file with this line ("path:line").
+		fileLine string
+	}
+	cases := []tc{
+		{name: "unknown YAML key", file: "domain: a.localhost\n\nbogus: 1\n", fileLine: "3",
+			want: []string{`unknown setting "bogus"`}},
+		{name: "config key in the file", file: "config: other.yaml\n", fileLine: "1",
+			want: []string{`unknown setting "config"`}},
+		{name: "bad value in YAML", file: "ssh-keepalive-count: 3\nread-header-timeout: soon\n", fileLine: "2",
+			want: []string{"setting read-header-timeout", `"soon"`}},
+		{name: "YAML mapping value", file: "domain:\n  a: b\n", fileLine: "1",
+			want: []string{"setting domain", "a value or a list"}},
+		{name: "YAML list of mappings", file: "reserved-names:\n  - a: b\n", fileLine: "1",
+			want: []string{"setting reserved-names", "list items"}},
+		{name: "YAML file is a list", file: "- domain\n- a.localhost\n", fileLine: "1",
+			want: []string{"expected a mapping"}},
+		{name: "YAML syntax", file: "domain: [a\n", want: []string{"config file"}},
+		{name: "missing config file", args: []string{"--config", "/nonexistent/toolgate.yaml"},
+			want: []string{"config file", "/nonexistent/toolgate.yaml"}},
+		{name: "bad duration from env", env: map[string]string{"TOOLGATE_SSH_HANDSHAKE_TIMEOUT": "soon"},
+			want: []string{"setting ssh-handshake-timeout", "TOOLGATE_SSH_HANDSHAKE_TIMEOUT", `"soon"`}},
+		{name: "bad int from env", env: map[string]string{"TOOLGATE_MAX_TUNNELS_PER_KEY": "many"},
+			want: []string{"setting max-tunnels-per-key", "TOOLGATE_MAX_TUNNELS_PER_KEY"}},
+		{name: "bad bool from env", env: map[string]string{"TOOLGATE_DEV": "maybe"},
+			want: []string{"setting dev", "TOOLGATE_DEV"}},
+		{name: "two bad env values", env: map[string]string{"TOOLGATE_DEV": "maybe", "TOOLGATE_READ_HEADER_TIMEOUT": "x"},
+			want: []string{"TOOLGATE_DEV", "TOOLGATE_READ_HEADER_TIMEOUT"}},
+		{name: "bad flag value", args: []string{"--ssh-keepalive-count", "abc"},
+			want: []string{"-ssh-keepalive-count", `"abc"`}},
+		{name: "bad duration flag", args: []string{"--tunnel-dial-timeout=10"},
+			want: []string{"-tunnel-dial-timeout", `"10"`}},
+		{name: "unknown flag", args: []string{"--bogus"}, want: []string{"-bogus"}},
+		{name: "positional argument", args: []string{"extra"}, want: []string{`"extra"`}},
+		{name: "listen address without port", args: []string{"--https-listen", "127.0.0.1"},
+			want: []string{"setting https-listen", `"127.0.0.1"`}},
+		{name: "listen port out of range", args: []string{"--ssh-listen", "127.0.0.1:70000"},
+			want: []string{"setting ssh-listen", "70000"}},
+		{name: "named listen port", args: []string{"--http-listen", "127.0.0.1:http"},
+			want: []string{"setting http-listen"}},
+		{name: "bad admin listen from env", env: map[string]string{"TOOLGATE_ADMIN_LISTEN": "nowhere"},
+			want: []string{"setting admin-listen", `"nowhere"`}},
+		{name: "public domain without authorized-keys",
+			args: []string{"--domain", "example.com", "--acme-email", "ops@example.com"},
+			want: []string{"setting authorized-keys", "example.com"}},
+		{name: "public tunnel domain without authorized-keys",
+			args: []string{"--tunnel-domain", "tunnels.example.com", "--acme-email", "ops@example.com"},
+			want: []string{"setting authorized-keys"}},
+		{name: "ACME without email", args: []string{"--domain", "example.com", "--authorized-keys", "k"},
+			want: []string{"setting acme-email"}},
+		{name: "acme-ca without email", args: []string{"--acme-ca", "https://ca.test/dir"},
+			want: []string{"setting acme-email"}},
+		{name: "dev with a public domain",
+			args: []string{"--dev", "--domain", "example.com", "--authorized-keys", "k", "--acme-email", "a@b.test"},
+			want: []string{"setting dev", "example.com"}},
+		{name: "dev with acme-ca", args: []string{"--dev", "--acme-ca", "https://ca.test/dir", "--acme-email", "a@b.test"},
+			want: []string{"setting dev", "acme-ca"}},
+		{name: "dev from env with a public domain from the file",
+			env: map[string]string{"TOOLGATE_DEV": "1"}, file: "domain: example.com\nauthorized-keys: k\nacme-email: a@b.test\n",
+			want: []string{"setting dev"}},
+		{name: "empty domain", args: []string{"--domain", ""}, want: []string{"setting domain"}},
+		{name: "domain with a port", args: []string{"--domain", "a.localhost:8443"}, want: []string{"setting domain"}},
+		{name: "tunnel domain with a slash", args: []string{"--tunnel-domain", "a/b.localhost"}, want: []string{"setting tunnel-domain"}},
+		{name: "zero duration", args: []string{"--read-header-timeout", "0s"}, want: []string{"setting read-header-timeout", "positive"}},
+		{name: "negative duration", args: []string{"--tunnel-idle-timeout=-1s"}, want: []string{"setting tunnel-idle-timeout", "-1s"}},
+		{name: "zero duration from env", env: map[string]string{"TOOLGATE_SSH_KEEPALIVE_INTERVAL": "0"},
+			want: []string{"setting ssh-keepalive-interval"}},
+		{name: "zero count", args: []string{"--ssh-keepalive-count", "0"}, want: []string{"setting ssh-keepalive-count"}},
+		{name: "negative limit", args: []string{"--max-tunnels-per-key=-1"}, want: []string{"setting max-tunnels-per-key", "-1"}},
+		{name: "zero limit from file", file: "max-connections-per-key: 0\n", want: []string{"setting max-connections-per-key"}},
+		{name: "negative public port", args: []string{"--public-https-port=-1"}, want: []string{"setting public-https-port"}},
+		{name: "public port too big", args: []string{"--public-ssh-port", "65536"}, want: []string{"setting public-ssh-port"}},
+		{name: "log level", args: []string{"--log-level", "verbose"}, want: []string{"setting log-level", `"verbose"`}},
+		{name: "log format", args: []string{"--log-format", "xml"}, want: []string{"setting log-format", `"xml"`}},
+		{name: "origin without scheme", args: []string{"--allowed-origins", "localhost:3000"},
+			want: []string{"setting allowed-origins", `"localhost:3000"`}},
+		{name: "several bad settings at once", args: []string{"--log-format", "xml", "--ssh-keepalive-count", "0"},
+			want: []string{"setting log-format", "setting ssh-keepalive-count"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := c.args
+			var path string
+			if c.file != "" {
+				path = configFile(t, c.file)
+				args = append([]string{"--config", path}, args...)
+			}
+			_, err := loadSettings(args, envOf(c.env), io.Discard)
+			if err == nil {
+				t.Fatalf("loadSettings(%q, %v) succeeded; want an error", args, c.env)
+			}
+			msg := err.Error()
+			for _, w := range c.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not mention %q", msg, w)
+				}
+			}
+			if c.fileLine != "" && !strings.Contains(msg, path+":"+c.fileLine) {
+				t.Errorf("error %q does not name %s:%s", msg, path, c.fileLine)
+			}
+		})
+	}
+}
+
+// TestSettingsDevTunnelDomain: --dev promises a local CA and .localhost names, so a public
+// tunnel domain (which switches certificates to ACME) contradicts it like a public domain does.
+func TestSettingsDevTunnelDomain(t *testing.T) {
+	_, err := loadSettings([]string{"--dev", "--tunnel-domain", "tunnels.example.com",
+		"--authorized-keys", "k", "--acme-email", "a@b.test"}, envOf(nil), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "setting dev") {
+		t.Errorf("--dev with a public tunnel domain: err = %v, want an error naming setting dev", err)
+	}
+}
+
+// TestSettingsACMEValues: ACME values that web.NewCertManager would refuse are configuration
+// errors naming the setting (exit 2 before anything is opened), not a web.ACMEConfig error at
+// startup.
+func TestSettingsACMEValues(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--acme-ca", "https://ca.test/dir", "--acme-email", "ops"}, "setting acme-email"},
+		{[]string{"--acme-ca", "http://ca.test/dir", "--acme-email", "ops@ca.test"}, "setting acme-ca"},
+	} {
+		_, err := loadSettings(tc.args, envOf(nil), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want an error naming %s", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestSettingsEmptyYAMLDocument: a file holding only an empty document ("---", perhaps with
+// comments, as config templates often start) sets nothing, like an empty file.
+func TestSettingsEmptyYAMLDocument(t *testing.T) {
+	for _, content := range []string{"---\n", "---\n# toolgate settings\n"} {
+		if _, err := loadSettings([]string{"--config", configFile(t, content)}, envOf(nil), io.Discard); err != nil {
+			t.Errorf("config file %q: %v", content, err)
+		}
+	}
+}
+
+func TestSettingsHelp(t *testing.T) {
+	var out bytes.Buffer
+	_, err := loadSettings([]string{"-h"}, envOf(nil), &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: err = %v, want flag.ErrHelp", err)
+	}
+	for _, w := range []string{"-authorized-keys", "-acme-ca-roots", "-https-listen", "-dev"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("help does not list %s:\n%s", w, out.String())
+		}
+	}
+}
+
+// TestRun covers the command line around serve; none of these cases starts a server.
+func TestRun(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		env    map[string]string
+		code   int
+		stdout []string
+		stderr []string
+	}{
+		{name: "version", args: []string{"version"}, code: 0, stdout: []string{"toolgate "}},
+		{name: "help", args: []string{"help"}, code: 0, stdout: []string{"usage:", "toolgate version"}},
+		{name: "unknown command", args: []string{"frobnicate"}, code: 2, stderr: []string{`unknown command "frobnicate"`, "usage:"}},
+		{name: "serve --bogus", args: []string{"serve", "--bogus"}, code: 2, stderr: []string{"-bogus"}},
+		{name: "flags without serve", args: []string{"--bogus"}, code: 2, stderr: []string{"-bogus"}},
+		{name: "serve -h", args: []string{"serve", "-h"}, code: 0, stderr: []string{"-domain"}},
+		{name: "-h alone", args: []string{"-h"}, code: 0, stderr: []string{"-domain"}},
+		{name: "bad setting from env", args: []string{"serve"}, env: map[string]string{"TOOLGATE_LOG_FORMAT": "xml"},
+			code: 2, stderr: []string{"toolgate: ", "setting log-format"}},
+		{name: "bad config file", args: []string{"serve", "--config", "/nonexistent/toolgate.yaml"},
+			code: 2, stderr: []string{"toolgate: config file"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, &stdout, &stderr, envOf(tc.env))
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, stdout.String(), stderr.String())
+			}
+			for _, w := range tc.stdout {
+				if !strings.Contains(stdout.String(), w) {
+					t.Errorf("stdout %q lacks %q", stdout.String(), w)
+				}
+			}
+			for _, w := range tc.stderr {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr %q lacks %q", stderr.String(), w)
+				}
+			}
+		})
+	}
+}
