@@ -3,8 +3,10 @@ package data
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -13,23 +15,30 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// CertStorage is certmagic's storage on the toolgate database: certificates, keys, ACME
-// account data and OCSP staples, under certmagic's own slash-separated keys.
+// CertStorage is certmagic's storage in the toolgate database: certificates, private keys, ACME
+// accounts and OCSP staples under certmagic's own slash-separated keys, in the certmagic
+// bucket. Get it from [Store.CertStorage]; it is valid until the Store is closed.
 //
-// Locks are held in this process only. That is enough while one process owns the file (bbolt's
-// flock guarantees it); a multi-node backend will need leases instead.
+// Keys are treated as paths the way certmagic's FileStorage treats them: "a/b" is a directory
+// when some key starts with "a/b/", and "a/bc" is never inside "a/b".
+//
+// Locks live in this process only. That is enough because bbolt's file lock already keeps a
+// second process off the database; a multi-node backend would need leases instead.
 type CertStorage struct {
 	db *bolt.DB
 
 	mu    sync.Mutex
-	locks map[string]chan struct{} // closed when the lock is released
+	locks map[string]chan struct{} // held locks; the channel is closed on Unlock
 }
 
 var _ certmagic.Storage = (*CertStorage)(nil)
 
-// Lock takes the named lock, waiting until it is free or ctx ends.
+// Lock takes the lock called name, waiting until it is free or ctx is done (then ctx.Err()).
 func (s *CertStorage) Lock(ctx context.Context, name string) error {
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		s.mu.Lock()
 		held, ok := s.locks[name]
 		if !ok {
@@ -38,6 +47,8 @@ func (s *CertStorage) Lock(ctx context.Context, name string) error {
 			return nil
 		}
 		s.mu.Unlock()
+		// Every waiter wakes when the channel closes and races for the lock again; there are a
+		// handful of certmagic jobs at most, so fairness is not worth a queue.
 		select {
 		case <-held:
 		case <-ctx.Done():
@@ -46,68 +57,82 @@ func (s *CertStorage) Lock(ctx context.Context, name string) error {
 	}
 }
 
-// Unlock releases the named lock.
+// Unlock releases the lock called name. It fails if the lock is not held. ctx is not read:
+// certmagic unlocks with the context of the job, which may be done by then, and the lock
+// must be released regardless.
 func (s *CertStorage) Unlock(_ context.Context, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	held, ok := s.locks[name]
 	if !ok {
-		return fmt.Errorf("data: unlock %q: not locked", name)
+		return fmt.Errorf("data: certmagic unlock %q: not locked", name)
 	}
 	delete(s.locks, name)
 	close(held)
 	return nil
 }
 
-// Store writes value under key.
+// Store writes value under key, replacing any value there, with the current time as its
+// modification time.
 func (s *CertStorage) Store(ctx context.Context, key string, value []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	v := make([]byte, 8+len(value))
-	be.PutUint64(v, uint64(time.Now().UnixNano()))
-	copy(v[8:], value)
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketCertmagic).Put([]byte(key), v)
+	v := certValue(time.Now(), value) // a copy: the caller may reuse value, bbolt keeps v until commit
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketCertmagic)).Put([]byte(key), v)
 	})
+	if err != nil {
+		return fmt.Errorf("data: certmagic store %q: %w", key, err)
+	}
+	return nil
 }
 
-// Load returns the value under key, or an error satisfying errors.Is(err, fs.ErrNotExist).
+// Load returns the value under key; an error matching fs.ErrNotExist if there is none.
 func (s *CertStorage) Load(ctx context.Context, key string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	var out []byte
 	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketCertmagic).Get([]byte(key))
-		if len(v) < 8 {
-			return fmt.Errorf("data: certmagic key %q: %w", key, fs.ErrNotExist)
+		_, payload, ok := splitCertValue(tx.Bucket([]byte(bucketCertmagic)).Get([]byte(key)))
+		if !ok {
+			return fmt.Errorf("data: certmagic load %q: %w", key, fs.ErrNotExist)
 		}
-		out = append([]byte(nil), v[8:]...)
+		// Always non-nil, so a stored empty value loads as empty rather than as absent.
+		out = append([]byte{}, payload...)
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
-// Delete removes key and, as a directory, everything under key + "/".
+// Delete removes key and, as a directory, every key under key + "/", in one transaction.
+//
+// Deleting nothing is not an error. That follows certmagic's Storage contract ("It is not an
+// error if the key does not exist ... return nil in that case") rather than returning
+// fs.ErrNotExist: certmagic deletes a site's three files and then the site's directory, which
+// is empty by then, and treats any error there as a failure.
 func (s *CertStorage) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketCertmagic)
-		var doomed [][]byte
-		if b.Get([]byte(key)) != nil {
-			doomed = append(doomed, []byte(key))
-		}
+	if key == "" {
+		// "" + "/" would be every key starting with "/", and an empty key can never be
+		// stored; refuse rather than guess whether the whole bucket was meant.
+		return errors.New("data: certmagic delete: empty key")
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucketCertmagic))
+		doomed := [][]byte{[]byte(key)}
 		prefix := []byte(key + "/")
 		c := b.Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			doomed = append(doomed, append([]byte(nil), k...))
+			doomed = append(doomed, bytes.Clone(k))
 		}
-		if len(doomed) == 0 {
-			return fmt.Errorf("data: certmagic key %q: %w", key, fs.ErrNotExist)
-		}
+		// Deleted after the walk: deleting under a live cursor can skip keys.
 		for _, k := range doomed {
 			if err := b.Delete(k); err != nil {
 				return err
@@ -115,63 +140,76 @@ func (s *CertStorage) Delete(ctx context.Context, key string) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("data: certmagic delete %q: %w", key, err)
+	}
+	return nil
 }
 
-// Exists reports whether key exists as a value or a directory.
+// Exists reports whether key exists as a value or as a directory. Errors count as absent.
 func (s *CertStorage) Exists(ctx context.Context, key string) bool {
 	_, err := s.Stat(ctx, key)
 	return err == nil
 }
 
-// List returns the keys under path: all of them if recursive, else the immediate children
-// (files and directories) as full paths.
+// List returns the keys under path + "/" in key order: every one if recursive, otherwise the
+// distinct immediate children (values and directories) as full paths ("path/child"). Path ""
+// lists from the root; a trailing "/" on path is ignored. An error matching fs.ErrNotExist if
+// there is nothing under path.
 func (s *CertStorage) List(ctx context.Context, path string, recursive bool) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	prefix := ""
-	if path != "" {
-		prefix = strings.TrimSuffix(path, "/") + "/"
+	if path = strings.TrimSuffix(path, "/"); path != "" {
+		prefix = path + "/"
 	}
 	var out []string
 	err := s.db.View(func(tx *bolt.Tx) error {
 		seen := make(map[string]bool)
-		c := tx.Bucket(bucketCertmagic).Cursor()
+		c := tx.Bucket([]byte(bucketCertmagic)).Cursor()
 		for k, _ := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)); k, _ = c.Next() {
-			key := string(k)
+			key := string(k) // a copy
 			if !recursive {
-				rest := key[len(prefix):]
-				if i := strings.IndexByte(rest, '/'); i >= 0 {
-					key = prefix + rest[:i]
+				if i := strings.IndexByte(key[len(prefix):], '/'); i >= 0 {
+					key = key[:len(prefix)+i]
 				}
 			}
-			if !seen[key] {
-				seen[key] = true
-				out = append(out, key)
+			// Not just a comparison with the previous child: a value "a/b" and the directory
+			// "a/b/" are not adjacent when "a/b!" sorts between them.
+			if seen[key] {
+				continue
 			}
+			seen[key] = true
+			out = append(out, key)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("data: certmagic list %q: %w", path, err)
+	}
+	if !recursive {
+		// Cut short, keys can come out of order: "a/b" (from "a/b/x") after "a/b.c".
+		slices.Sort(out)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("data: certmagic path %q: %w", path, fs.ErrNotExist)
+		return nil, fmt.Errorf("data: certmagic list %q: %w", path, fs.ErrNotExist)
 	}
 	return out, nil
 }
 
-// Stat describes key: a terminal value, or a directory if keys exist under key + "/".
+// Stat describes key: a value (IsTerminal, with Size and Modified), or a directory if some key
+// starts with key + "/" (not terminal, no size or time). An error matching fs.ErrNotExist
+// otherwise.
 func (s *CertStorage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return certmagic.KeyInfo{}, err
 	}
 	var info certmagic.KeyInfo
 	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketCertmagic)
-		if v := b.Get([]byte(key)); len(v) >= 8 {
-			info = certmagic.KeyInfo{Key: key, Modified: time.Unix(0, int64(be.Uint64(v))),
-				Size: int64(len(v) - 8), IsTerminal: true}
+		b := tx.Bucket([]byte(bucketCertmagic))
+		if mtime, payload, ok := splitCertValue(b.Get([]byte(key))); ok {
+			info = certmagic.KeyInfo{Key: key, Modified: mtime, Size: int64(len(payload)), IsTerminal: true}
 			return nil
 		}
 		prefix := []byte(key + "/")
@@ -179,7 +217,10 @@ func (s *CertStorage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, 
 			info = certmagic.KeyInfo{Key: key, IsTerminal: false}
 			return nil
 		}
-		return fmt.Errorf("data: certmagic key %q: %w", key, fs.ErrNotExist)
+		return fmt.Errorf("data: certmagic stat %q: %w", key, fs.ErrNotExist)
 	})
-	return info, err
+	if err != nil {
+		return certmagic.KeyInfo{}, err
+	}
+	return info, nil
 }

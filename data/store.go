@@ -1,17 +1,9 @@
-// Package data is toolgate's storage: it owns the one bbolt file and every bucket and key layout
-// in it (see layout.go), the schema version, and the expiry sweeps. Other packages hold records
-// through the methods here and never see bbolt.
-//
-// It knows what it stores (names, secrets, certificates) but not why: name rules belong to
-// package tunnel, certificate policy to package web. Today the backend is bbolt, a single-process
-// file; a second backend for several nodes (etcd) is meant to implement the same methods.
 package data
 
 import (
-	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -21,25 +13,38 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 )
 
-// Errors callers check with errors.Is.
+// Errors callers check with errors.Is. Returned errors wrap them with detail.
 var (
-	ErrNotFound     = errors.New("data: not found")
-	ErrNameTaken    = errors.New("data: name is claimed by another owner")
-	ErrLocked       = errors.New("data: the database is held by another process (is another toolgate running with the same data directory?)")
-	ErrSchemaTooNew = errors.New("data: the database was written by a newer toolgate")
+	// ErrNotFound: the record does not exist.
+	ErrNotFound = errors.New("data: not found")
+	// ErrNameTaken: the name is claimed by another owner. The error never says who.
+	ErrNameTaken = errors.New("data: name is claimed by another owner")
+	// ErrLocked: another process holds the database file (Open timed out waiting for it).
+	ErrLocked = errors.New("data: database is locked")
+	// ErrSchemaTooNew: the file, or a record in it, was written by a newer toolgate.
+	ErrSchemaTooNew = errors.New("data: database was written by a newer toolgate")
 )
 
-// Config configures [Open]. Fields are read once, by Open.
+const defaultLockTimeout = 2 * time.Second
+
+// Config configures [Open]. Every field is read once, by Open.
 type Config struct {
-	// Path is the bbolt file. Required. Its directory is created (0700) if missing; the file
-	// is created 0600.
+	// Path is the bbolt file. Required; there is no default. A missing parent directory is
+	// created with mode 0700; a new file is created with mode 0600 (an existing file keeps its
+	// mode).
 	Path string
-	// LockTimeout is how long Open waits for another process to release the file. Default 2s.
+
+	// LockTimeout is how long Open waits for another process to let go of the file before
+	// failing with ErrLocked. Default (zero or negative) 2s. bbolt's own zero means "wait
+	// forever", which would hang a second toolgate silently; that is never passed through.
 	LockTimeout time.Duration
-	// NoSync skips fsync on commit. Default false; only for tests and benchmarks, since a
-	// crash may then lose recent writes.
+
+	// NoSync skips fsync on commit. Default false. Only for tests and benchmarks: a crash may
+	// lose or corrupt recent writes.
 	NoSync bool
-	// Logger receives sweep results. Default: discard.
+
+	// Logger receives what the store reports on its own, today only from [Store.RunSweeps]
+	// (unless its SweepConfig names another logger). Default: a logger that discards.
 	Logger *slog.Logger
 }
 
@@ -51,114 +56,111 @@ type Store struct {
 	cert *CertStorage
 }
 
-// Open opens (creating if needed) the database, makes sure every bucket exists and checks the
-// schema version.
+// Open opens the database, creating it if needed, makes sure every bucket exists and records or
+// checks the schema version. A file locked by another process gives ErrLocked after
+// cfg.LockTimeout; a file from a newer toolgate gives ErrSchemaTooNew and is left unchanged.
 func Open(cfg Config) (*Store, error) {
 	if cfg.Path == "" {
 		return nil, errors.New("data: Config.Path is required")
 	}
 	if cfg.LockTimeout <= 0 {
-		cfg.LockTimeout = 2 * time.Second
+		cfg.LockTimeout = defaultLockTimeout
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
-		return nil, fmt.Errorf("data: %w", err)
+		return nil, fmt.Errorf("data: create the database directory: %w", err)
 	}
 	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: cfg.LockTimeout, NoSync: cfg.NoSync})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("%w: %s", ErrLocked, cfg.Path)
+		// bbolt's flock is per open file, so this is also what a second Open in the same
+		// process gets.
+		return nil, fmt.Errorf("%w: another toolgate process holds %s (gave up after %s)", ErrLocked, cfg.Path, cfg.LockTimeout)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("data: open %s: %w", cfg.Path, err)
 	}
 	s := &Store{db: db, path: cfg.Path, log: cfg.Logger}
 	if err := s.init(); err != nil {
-		db.Close()
-		return nil, err
+		_ = db.Close() // the init error is the one worth reporting
+		return nil, fmt.Errorf("data: open %s: %w", cfg.Path, err)
 	}
 	s.cert = &CertStorage{db: db, locks: make(map[string]chan struct{})}
 	return s, nil
 }
 
-// init creates the buckets and records or checks the schema version in one transaction, so a
-// file from a newer toolgate is left exactly as it was.
+// init checks the schema in a read transaction first and writes only when something is
+// missing. A file from a newer toolgate is refused before any write transaction begins, so it
+// is left byte for byte as it was, and an ordinary start costs no fsync.
 func (s *Store) init() error {
+	ready := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		ready, err = checkSchema(tx)
+		return err
+	})
+	if err != nil || ready {
+		return err
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return fmt.Errorf("data: %w", err)
+		// Check again so that the check and the writes are one atomic step.
+		if _, err := checkSchema(tx); err != nil {
+			return err
 		}
-		if v := meta.Get(keySchema); v != nil {
-			if len(v) != 4 {
-				return fmt.Errorf("data: corrupt schema version record (%d bytes)", len(v))
-			}
-			if got := be.Uint32(v); got > schemaVersion {
-				return fmt.Errorf("%w: schema %d, this build knows %d", ErrSchemaTooNew, got, schemaVersion)
+		for _, name := range allBuckets() {
+			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
-		for _, b := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return fmt.Errorf("data: bucket %s: %w", b, err)
-			}
+		if err := tx.Bucket([]byte(bucketMeta)).Put([]byte(keySchema), encodeSchema(schemaVersion)); err != nil {
+			return fmt.Errorf("write schema version: %w", err)
 		}
-		var v [4]byte
-		be.PutUint32(v[:], schemaVersion)
-		return meta.Put(keySchema, v[:])
+		return nil
 	})
 }
 
-// Close closes the database. It is safe to call more than once.
-func (s *Store) Close() error {
-	err := s.db.Close()
-	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
-		return nil
+// checkSchema reports whether the file is complete at the current schema version, and fails if
+// its version is newer than this build's.
+func checkSchema(tx *bolt.Tx) (ready bool, err error) {
+	meta := tx.Bucket([]byte(bucketMeta))
+	if meta == nil {
+		return false, nil
 	}
-	return err
+	v := meta.Get([]byte(keySchema))
+	if v == nil {
+		return false, nil
+	}
+	if len(v) != 4 {
+		return false, fmt.Errorf("corrupt schema version record (%d bytes)", len(v))
+	}
+	got := binary.BigEndian.Uint32(v)
+	if got > schemaVersion {
+		return false, fmt.Errorf("%w: schema version %d, this build knows %d", ErrSchemaTooNew, got, schemaVersion)
+	}
+	if got < schemaVersion {
+		return false, nil
+	}
+	for _, name := range allBuckets() {
+		if tx.Bucket([]byte(name)) == nil {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
-// Path returns the database file's path.
+// Close closes the database, waiting for transactions in flight. It is safe to call more than
+// once; later calls return nil. Methods called after Close fail.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("data: close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Path returns the database file's path as given in Config.Path.
 func (s *Store) Path() string { return s.path }
 
-// CertStorage returns certmagic storage on this database.
+// CertStorage returns certmagic storage in this database's certmagic bucket. Every call returns
+// the same value, so its locks are shared.
 func (s *Store) CertStorage() *CertStorage { return s.cert }
-
-// LoadOrCreateSecret returns the secret called name, creating it with create the first time.
-// create runs inside the write transaction, so concurrent callers agree on one value; it
-// should be quick (generating a key is fine). A create error stores nothing.
-func (s *Store) LoadOrCreateSecret(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketSecrets).Get([]byte(name)); v != nil {
-			out = append([]byte(nil), v...)
-		}
-		return nil
-	})
-	if err != nil || out != nil {
-		return out, err
-	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSecrets)
-		if v := b.Get([]byte(name)); v != nil {
-			out = append([]byte(nil), v...) // another caller won the race
-			return nil
-		}
-		v, err := create()
-		if err != nil {
-			return fmt.Errorf("data: create secret %q: %w", name, err)
-		}
-		if len(v) == 0 {
-			return fmt.Errorf("data: create secret %q: empty value", name)
-		}
-		out = append([]byte(nil), v...)
-		return b.Put([]byte(name), v)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -294,18 +293,6 @@ func (c *conn) setPassHost(pass bool) {
 		fs.f.Tunnel().SetPassHost(pass)
 	}
 	c.mu.Unlock()
-}
-
-// tunnelLines lists the connection's tunnels in the order they were opened.
-func (c *conn) tunnels() []*forwardState {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	fs := make([]*forwardState, 0, len(c.forwards))
-	for _, f := range c.forwards {
-		fs = append(fs, f)
-	}
-	sort.Slice(fs, func(i, j int) bool { return fs[i].ordinal < fs[j].ordinal })
-	return fs
 }
 
 // Probe implements tunnel.Conn: one keepalive round trip. Concurrent probes share the request in
