@@ -186,8 +186,7 @@ func (p ForwardRequest) spec() string {
 func (c *conn) forward(req *ssh.Request) {
 	p, err := ParseForwardRequest(req.Payload)
 	if err != nil {
-		req.Reply(false, nil)
-		c.console.Notify("toolgate: " + err.Error())
+		c.refuse(req, "toolgate: "+err.Error())
 		return
 	}
 	c.mu.Lock()
@@ -206,8 +205,7 @@ func (c *conn) forward(req *ssh.Request) {
 	key := forwardKey{p.BindAddr, port}
 	if _, dup := c.forwards[key]; dup {
 		c.mu.Unlock()
-		req.Reply(false, nil)
-		c.console.Notify(fmt.Sprintf("toolgate: -R %s: this connection already forwards that address and port; use -R 0:… or a name for a second tunnel", p.spec()))
+		c.refuse(req, fmt.Sprintf("toolgate: -R %s: this connection already forwards that address and port; use -R 0:… or a name for a second tunnel", p.spec()))
 		return
 	}
 	c.ordinal++
@@ -223,8 +221,7 @@ func (c *conn) forward(req *ssh.Request) {
 		Hint:      fmt.Sprintf("%s:%d#%d", p.BindAddr, p.BindPort, ordinal),
 	})
 	if err != nil {
-		req.Reply(false, nil)
-		c.console.Notify(fmt.Sprintf("toolgate: -R %s refused: %v", p.spec(), err))
+		c.refuse(req, fmt.Sprintf("toolgate: -R %s refused: %v", p.spec(), err))
 		c.srv.cfg.Logger.Info("forward refused", "owner", c.id.Owner, "bind", p.BindAddr, "port", p.BindPort, "err", err)
 		return
 	}
@@ -249,6 +246,22 @@ func (c *conn) forward(req *ssh.Request) {
 		req.Reply(true, nil)
 	}
 	c.announce(f.Tunnel(), p, port)
+}
+
+// refuseWait bounds how long a refusal waits for its reason to reach the terminal.
+const refuseWait = 2 * time.Second
+
+// refuse answers a tcpip-forward with failure, after showing why. OpenSSH with
+// ExitOnForwardFailure (which we recommend) exits the moment the failure arrives, so the reason
+// is put on the terminal first: the session it will appear in usually opens right after the
+// forwards. Without a session (-N) nothing can be shown and the wait is cut short only by the
+// bound.
+func (c *conn) refuse(req *ssh.Request, reason string) {
+	c.console.Notify(reason)
+	ctx, cancel := context.WithTimeout(c.ctx, refuseWait)
+	c.console.Flush(ctx)
+	cancel()
+	req.Reply(false, nil)
 }
 
 // announce prints the forward's URL: the first thing the user looks for.

@@ -1,10 +1,12 @@
 package sshd
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
 	"sync"
+	"time"
 )
 
 // console is a connection's terminal output: a bounded queue of lines that a session drains.
@@ -25,11 +27,65 @@ type console struct {
 	closed  bool
 	done    chan struct{}
 	writing bool // a session's writer goroutine is attached
+
+	queued, written uint64        // lines ever queued; lines written (or dropped) by a writer
+	progress        chan struct{} // closed and replaced whenever written moves
+	sync            func() error  // a round trip on the attached session, see Flush
 }
 
 func newConsole(max int) *console {
-	return &console{max: max, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	return &console{max: max, wake: make(chan struct{}, 1), done: make(chan struct{}), progress: make(chan struct{})}
 }
+
+// Flush waits, at most until ctx ends, until every line queued so far has been written to a
+// session and the client has answered a round trip on it, so the lines are on the user's
+// screen. It is for the moment before something that may make the client exit (refusing a
+// forward under ExitOnForwardFailure): without it the reason would die in the queue. It reports
+// whether the lines got through; without a session they cannot.
+func (c *console) Flush(ctx context.Context) bool {
+	c.mu.Lock()
+	target := c.queued
+	c.mu.Unlock()
+	// OpenSSH opens its session right behind its forward requests; a client that has none by
+	// now (ssh -N, a program using Listen) will not get one, and its refusal should not wait.
+	noSession := time.NewTimer(sessionGrace)
+	defer noSession.Stop()
+	for {
+		c.mu.Lock()
+		done, progress, sync := c.written >= target, c.progress, c.sync
+		c.mu.Unlock()
+		if done {
+			if sync == nil {
+				return false
+			}
+			errc := make(chan error, 1)
+			go func() { errc <- sync() }()
+			select {
+			case err := <-errc:
+				return err == nil
+			case <-ctx.Done():
+				return false
+			}
+		}
+		select {
+		case <-progress:
+		case <-noSession.C:
+			c.mu.Lock()
+			attached := c.writing
+			c.mu.Unlock()
+			if !attached {
+				return false
+			}
+		case <-ctx.Done():
+			return false
+		case <-c.done:
+			return false
+		}
+	}
+}
+
+// sessionGrace is how long Flush waits for a session to appear at all.
+const sessionGrace = 500 * time.Millisecond
 
 // Notify queues one line. It never blocks.
 func (c *console) Notify(line string) {
@@ -44,6 +100,7 @@ func (c *console) Notify(line string) {
 		c.dropped += n
 	}
 	c.lines = append(c.lines, line)
+	c.queued++
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
@@ -63,15 +120,17 @@ func (c *console) Close() {
 }
 
 // attach starts writing the queue to w until stop is closed or a write fails. crlf selects
-// "\r\n" line ends, which a terminal in raw mode (a pty session) needs. Only one writer is
-// attached at a time; a second attach while one runs is ignored.
-func (c *console) attach(w io.Writer, crlf bool, stop <-chan struct{}) {
+// "\r\n" line ends, which a terminal in raw mode (a pty session) needs; sync, if not nil, is a
+// round trip on the session for Flush. Only one writer is attached at a time; a second attach
+// while one runs is ignored.
+func (c *console) attach(w io.Writer, crlf bool, stop <-chan struct{}, sync func() error) {
 	c.mu.Lock()
 	if c.writing || c.closed {
 		c.mu.Unlock()
 		return
 	}
 	c.writing = true
+	c.sync = sync
 	c.mu.Unlock()
 	eol := "\n"
 	if crlf {
@@ -81,12 +140,13 @@ func (c *console) attach(w io.Writer, crlf bool, stop <-chan struct{}) {
 		defer func() {
 			c.mu.Lock()
 			c.writing = false
+			c.sync = nil
 			c.mu.Unlock()
 		}()
 		var b strings.Builder
 		for {
 			c.mu.Lock()
-			lines, dropped := c.lines, c.dropped
+			lines, dropped, upTo := c.lines, c.dropped, c.queued
 			c.lines, c.dropped = nil, 0
 			c.mu.Unlock()
 			b.Reset()
@@ -102,6 +162,13 @@ func (c *console) attach(w io.Writer, crlf bool, stop <-chan struct{}) {
 					return
 				}
 			}
+			c.mu.Lock()
+			if upTo > c.written {
+				c.written = upTo
+				close(c.progress)
+				c.progress = make(chan struct{})
+			}
+			c.mu.Unlock()
 			select {
 			case <-c.wake:
 			case <-stop:

@@ -79,7 +79,12 @@ func (s *session) begin() {
 		if b.Len() > 0 {
 			s.ch.Write([]byte(b.String()))
 		}
-		s.c.console.attach(s.ch, s.pty.Load(), s.stop)
+		s.c.console.attach(s.ch, s.pty.Load(), s.stop, func() error {
+			// Any channel request with want-reply: OpenSSH answers it (with failure) after
+			// handling the data before it.
+			_, err := s.ch.SendRequest("keepalive@openssh.com", true, nil)
+			return err
+		})
 	})
 }
 

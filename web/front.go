@@ -214,7 +214,11 @@ func (c *corsWriter) fix() {
 }
 
 func (c *corsWriter) WriteHeader(code int) {
-	c.fix()
+	// An informational response (103 Early Hints) goes out with the headers as they are;
+	// ReverseProxy then replaces them with the final response's, which must be fixed again.
+	if code >= 200 {
+		c.fix()
+	}
 	c.ResponseWriter.WriteHeader(code)
 }
 
