@@ -105,13 +105,16 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
 		Transport: p.transport,
-		// Flush every write. Go already does for text/event-stream and unknown lengths; doing
-		// it always also covers ndjson and other streams declared with a length, at the cost
-		// of nothing measurable for bulk bodies (writes are 32 KiB).
-		FlushInterval: -1,
-		BufferPool:    newBufferPool(),
-		ErrorHandler:  p.errorHandler,
-		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		// Streams are flushed on every write: Go does that itself for text/event-stream and for
+		// responses of unknown length, and markStreams makes declared-length ndjson/jsonl
+		// streams count as unknown-length. Forcing a flush for everything (FlushInterval -1)
+		// made ReverseProxy write each small response twice, headers then body: 21% of the
+		// proxy's CPU at 64 connections (docs/PERFORMANCE.md).
+		FlushInterval:  0,
+		ModifyResponse: markStreams,
+		BufferPool:     newBufferPool(),
+		ErrorHandler:   p.errorHandler,
+		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	return p, nil
 }
@@ -214,3 +217,15 @@ func newBufferPool() *bufferPool {
 
 func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
 func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
+
+// markStreams makes ReverseProxy flush streaming media types even when they declare a length:
+// with ContentLength -1 its flushInterval is "every write"; the Content-Length header itself is
+// copied to the client unchanged.
+func markStreams(res *http.Response) error {
+	ct := res.Header.Get("Content-Type")
+	if strings.HasPrefix(ct, "application/x-ndjson") || strings.HasPrefix(ct, "application/jsonl") ||
+		strings.HasPrefix(ct, "application/stream+json") {
+		res.ContentLength = -1 // flushInterval() then flushes every write; the header is kept
+	}
+	return nil
+}

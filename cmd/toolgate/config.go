@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/crypto/ssh"
 )
 
 // settings is everything `toolgate serve` can be told. Each field is one setting with one name
@@ -42,6 +44,7 @@ type settings struct {
 	SSHHandshakeTimeout  time.Duration
 	SSHKeepaliveInterval time.Duration
 	SSHKeepaliveCount    int
+	SSHCiphers           stringList
 	MaxConnsPerKey       int
 	MaxTunnelsPerKey     int
 
@@ -99,6 +102,7 @@ func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&s.SSHHandshakeTimeout, "ssh-handshake-timeout", 15*time.Second, "time allowed for the SSH handshake and authentication")
 	fs.DurationVar(&s.SSHKeepaliveInterval, "ssh-keepalive-interval", 15*time.Second, "how often toolgate checks that an SSH client is alive")
 	fs.IntVar(&s.SSHKeepaliveCount, "ssh-keepalive-count", 3, "unanswered keepalives in a row before a connection and its tunnels are dropped")
+	fs.Var(&s.SSHCiphers, "ssh-ciphers", "SSH ciphers offered (default: aes128-gcm@openssh.com,aes256-gcm@openssh.com; chacha20-poly1305@openssh.com is slower in Go)")
 	fs.IntVar(&s.MaxConnsPerKey, "max-connections-per-key", 10, "concurrent SSH connections per key")
 	fs.IntVar(&s.MaxTunnelsPerKey, "max-tunnels-per-key", 20, "live tunnels per key")
 
@@ -289,6 +293,12 @@ func (s *settings) validate() error {
 		"max-connections-per-key": s.MaxConnsPerKey, "max-tunnels-per-key": s.MaxTunnelsPerKey} {
 		if n <= 0 {
 			bad(name, "must be at least 1, got %d", n)
+		}
+	}
+	supported := ssh.SupportedAlgorithms().Ciphers
+	for _, c := range s.SSHCiphers {
+		if !slices.Contains(supported, c) {
+			bad("ssh-ciphers", "%q is not one of %s", c, strings.Join(supported, ", "))
 		}
 	}
 	switch s.LogLevel {

@@ -155,6 +155,7 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		KeepaliveInterval: s.SSHKeepaliveInterval,
 		KeepaliveCountMax: s.SSHKeepaliveCount,
 		MaxConnsPerKey:    s.MaxConnsPerKey,
+		Ciphers:           []string(s.SSHCiphers),
 		Logger:            log,
 	})
 	if err != nil {
