@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# One side-by-side benchmark run of toolgate (docs/PERFORMANCE.md explains the method):
+#   (a) direct to a small Go HTTP server (loadgen backend),
+#   (b) through OpenSSH's sshd remote forward (../shared/bench/sshd-reference, real ssh -N -R),
+#   (c) through toolgate: HTTPS in front, the real OpenSSH client as the tunnel client.
+# Rounds are interleaved (each round measures a, b and c, in a rotated order); the table gives
+# the median over rounds and the [min–max] spread. Then 1,000 idle tunnels on a fresh toolgate
+# (x/crypto clients in loadgen) for memory and goroutines per tunnel, and an optional wrk
+# cross-check of (a) and (b).
+#
+#   e2e/perf/run.sh                      # ~3 minutes on 2 cores
+#   ROUNDS=3 DURATION=1s e2e/perf/run.sh # quicker, noisier
+#   RESULTS=/tmp/perf e2e/perf/run.sh    # keep raw results (JSONL), logs and the table there
+#
+# Needs: Go (the version in go.mod), OpenSSH client and server, optionally wrk:
+#   apt-get install -y openssh-client openssh-server wrk
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$(pwd)
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-2s}
+WARM=${WARM:-300ms}
+SCALE_N=${SCALE_N:-1000}
+SSE_SAMPLES=${SSE_SAMPLES:-3}
+SSHD_REFERENCE=${SSHD_REFERENCE:-$repo/../shared/bench/sshd-reference}
+
+# --- requirements -------------------------------------------------------------------------
+missing=()
+command -v go >/dev/null || missing+=("Go toolchain (https://go.dev/dl, version as in go.mod)")
+command -v ssh >/dev/null || missing+=("openssh-client")
+command -v ssh-keygen >/dev/null || missing+=("openssh-client (ssh-keygen)")
+{ command -v sshd >/dev/null || [ -x /usr/sbin/sshd ]; } || missing+=("openssh-server")
+[ -x "$SSHD_REFERENCE" ] || missing+=("the sshd-reference script at $SSHD_REFERENCE (set SSHD_REFERENCE)")
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "run.sh: missing:" >&2
+  printf '  - %s\n' "${missing[@]}" >&2
+  echo "on Debian: apt-get install -y openssh-client openssh-server wrk" >&2
+  exit 2
+fi
+have_wrk=1
+command -v wrk >/dev/null || { have_wrk=0; echo "run.sh: wrk not installed; skipping the wrk cross-check (apt-get install -y wrk)" >&2; }
+
+# 1,000 SSH connections need 2,000+ descriptors across loadgen and toolgate.
+hard=$(ulimit -Hn)
+if [ "$hard" = unlimited ] || [ "$hard" -ge 65536 ]; then ulimit -n 65536; else ulimit -n "$hard"; fi
+[ "$(ulimit -n)" -ge $((SCALE_N * 2 + 200)) ] || echo "run.sh: warning: ulimit -n is $(ulimit -n), low for $SCALE_N connections" >&2
+
+# --- processes and cleanup ----------------------------------------------------------------
+work=$(mktemp -d /tmp/toolgate-perf.XXXXXX)
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]:-}"; do
+    [ -n "$p" ] && kill "$p" 2>/dev/null || true
+  done
+  for p in "${pids[@]:-}"; do
+    [ -n "$p" ] && wait "$p" 2>/dev/null || true
+  done
+  if [ -n "${RESULTS:-}" ]; then
+    mkdir -p "$RESULTS" && cp -r "$work"/*.jsonl "$work"/*.log "$work"/table.md "$RESULTS"/ 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+start() { # start LOGNAME CMD...: run in the background, remember the pid
+  local log=$1; shift
+  "$@" >"$work/$log.log" 2>&1 &
+  pids+=($!)
+}
+stop() { # stop PID: end one process we started and wait for it
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+children() { # children PID: the direct children of PID
+  local p
+  for p in /proc/[0-9]*; do
+    [ "$(cut -d' ' -f4 "$p/stat" 2>/dev/null)" = "$1" ] && echo "${p#/proc/}"
+  done
+  return 0
+}
+descendants() { # descendants PID: PID and everything under it
+  local c
+  echo "$1"
+  for c in $(children "$1"); do descendants "$c"; done
+}
+joined() { tr '\n' ',' | sed 's/,$//'; }
+
+echo "== machine: $(nproc) cores, $(uname -sr), $(go version | cut -d' ' -f3), $(ssh -V 2>&1 | cut -d, -f1), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== building into $work"
+go build -o "$work/toolgate" ./cmd/toolgate
+go build -o "$work/loadgen" ./e2e/perf/loadgen
+lg=$work/loadgen
+res=$work/results.jsonl
+
+read -r LOCAL PUBLIC SSHD_PORT SETUP_PUBLIC HTTPS SSHP ADMIN HTTPS2 SSHP2 ADMIN2 < <("$lg" freeports -n 10)
+
+# (a) the local server
+start backend "$lg" backend -listen "127.0.0.1:$LOCAL"
+backend_pid=${pids[-1]}
+
+# (b) OpenSSH sshd with ssh -N -R PUBLIC:127.0.0.1:LOCAL
+start sshd-reference "$SSHD_REFERENCE" "$LOCAL" "$PUBLIC" "$SSHD_PORT"
+ref_pid=${pids[-1]}
+for _ in $(seq 100); do grep -q '^ready' "$work/sshd-reference.log" && break; sleep 0.1; done
+grep -q '^ready' "$work/sshd-reference.log" || { cat "$work/sshd-reference.log" >&2; exit 1; }
+# For the setup figure of (b), a second ssh -N -R against the same sshd needs the reference's
+# throwaway user key: it is the -i argument of the ssh client the script started.
+ref_key=""
+for p in /proc/[0-9]*; do
+  [ "$(cut -d' ' -f4 "$p/stat" 2>/dev/null)" = "$ref_pid" ] || continue
+  mapfile -d '' argv <"$p/cmdline" 2>/dev/null || continue
+  [ "$(basename "${argv[0]:-}")" = ssh ] || continue
+  for i in "${!argv[@]}"; do [ "${argv[$i]}" = -i ] && ref_key=${argv[$((i + 1))]}; done
+done
+[ -n "$ref_key" ] || echo "run.sh: could not find sshd-reference's user key; skipping setup figure for (b)" >&2
+ref_ssh=$(children "$ref_pid" | head -1)
+
+# (c) toolgate
+start toolgate "$work/toolgate" serve --data-dir "$work/tg" --https-listen "127.0.0.1:$HTTPS" \
+  --ssh-listen "127.0.0.1:$SSHP" --admin-listen "127.0.0.1:$ADMIN" --log-level warn
+tg_pid=${pids[-1]}
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$ADMIN") 2>/dev/null && { exec 3>&- 3<&-; break; }
+  sleep 0.1
+done
+ca=$work/tg/ca.pem
+for _ in $(seq 50); do [ -s "$ca" ] && break; sleep 0.1; done
+ssh-keygen -q -t ed25519 -N "" -f "$work/key-load"
+ssh-keygen -q -t ed25519 -N "" -f "$work/key-setup"
+sshopts=(-F /dev/null -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no
+  -o UserKnownHostsFile=/dev/null -o ExitOnForwardFailure=yes -o LogLevel=ERROR)
+# ssh -N prints nothing, so learn each key's random name once with -T; toolgate gives the same
+# key and the same -R the same name back, which the -N clients below then get.
+host_load=$("$lg" name -- ssh "${sshopts[@]}" -i "$work/key-load" -p "$SSHP" -T -R "0:127.0.0.1:$LOCAL" bench@127.0.0.1)
+host_setup=$("$lg" name -- ssh "${sshopts[@]}" -i "$work/key-setup" -p "$SSHP" -T -R "0:127.0.0.1:$LOCAL" bench@127.0.0.1)
+start ssh-load ssh "${sshopts[@]}" -i "$work/key-load" -p "$SSHP" -N -R "0:127.0.0.1:$LOCAL" bench@127.0.0.1
+ssh_load_pid=${pids[-1]}
+"$lg" wait -url "https://$host_load:$HTTPS/mcp" -ca "$ca"
+"$lg" wait -url "http://127.0.0.1:$PUBLIC/mcp"
+# CPU accounting: the processes that carry (b) (sshd: listener and per-connection processes;
+# the ssh client) and (c) (toolgate and its ssh client).
+sshd_pids=""
+[ -n "$ref_key" ] && [ -s "$(dirname "$ref_key")/sshd.pid" ] && sshd_pids=$(descendants "$(cat "$(dirname "$ref_key")/sshd.pid")" | joined)
+cpu_b="$sshd_pids${ref_ssh:+,$ref_ssh}"
+cpu_c="$tg_pid,$ssh_load_pid"
+ours="$backend_pid,$ref_pid,$cpu_b,$cpu_c"
+echo "== (a) http://127.0.0.1:$LOCAL  (b) http://127.0.0.1:$PUBLIC via sshd :$SSHD_PORT  (c) https://$host_load:$HTTPS via toolgate ssh :$SSHP"
+
+# --- interleaved rounds ---------------------------------------------------------------------
+for r in $(seq "$ROUNDS"); do
+  echo "== round $r/$ROUNDS"
+  echo "   load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  "$lg" bench -round "$r" -d "$DURATION" -warm "$WARM" -sse "$SSE_SAMPLES" -ca "$ca" -out "$res" \
+    -cpu "b=$cpu_b" -cpu "c=$cpu_c" -ours "$ours" \
+    -target "a=http://127.0.0.1:$LOCAL" -target "b=http://127.0.0.1:$PUBLIC" -target "c=https://$host_load:$HTTPS"
+  setup_b() {
+    [ -n "$ref_key" ] || return 0
+    "$lg" setup -path b -round "$r" -url "http://127.0.0.1:$SETUP_PUBLIC/mcp" -out "$res" -- \
+      ssh "${sshopts[@]}" -i "$ref_key" -p "$SSHD_PORT" -N -R "$SETUP_PUBLIC:127.0.0.1:$LOCAL" "$(id -un)@127.0.0.1"
+  }
+  setup_c() {
+    "$lg" setup -path c -round "$r" -url "https://$host_setup:$HTTPS/mcp" -ca "$ca" -out "$res" -- \
+      ssh "${sshopts[@]}" -i "$work/key-setup" -p "$SSHP" -N -R "0:127.0.0.1:$LOCAL" bench@127.0.0.1
+  }
+  if [ $((r % 2)) = 1 ]; then setup_b; setup_c; else setup_c; setup_b; fi
+done
+
+# --- scale: a fresh toolgate, 1,000 x/crypto clients each holding one tunnel ----------------------
+echo "== scale: $SCALE_N idle tunnels on a fresh toolgate"
+stop "$ssh_load_pid"
+stop "$tg_pid"
+start toolgate-scale "$work/toolgate" serve --data-dir "$work/tg-scale" --https-listen "127.0.0.1:$HTTPS2" \
+  --ssh-listen "127.0.0.1:$SSHP2" --admin-listen "127.0.0.1:$ADMIN2" --log-level warn
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$ADMIN2") 2>/dev/null && { exec 3>&- 3<&-; break; }
+  sleep 0.1
+done
+sleep 1
+"$lg" scale -ssh "127.0.0.1:$SSHP2" -admin "127.0.0.1:$ADMIN2" -n "$SCALE_N" -par 8 -out "$res"
+
+# --- wrk cross-check of (a) and (b): a C client that costs less CPU than loadgen ---------------
+if [ "$have_wrk" = 1 ]; then
+  echo "== wrk cross-check (one round, ${DURATION} per cell; plain HTTP only)"
+  cat >"$work/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ping","arguments":{}}}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+  {
+    echo "| wrk, POST /mcp | req/s c1 | p50 / p99 c1 (ms) | req/s c16 | req/s c64 | p50 / p99 c64 (ms) |"
+    echo "|---|---|---|---|---|---|"
+    for pt in "a $LOCAL" "b $PUBLIC"; do
+      set -- $pt
+      line="| ($1) |"
+      for c in 1 16 64; do
+        t=2; [ "$c" = 1 ] && t=1
+        o=$(wrk -t"$t" -c"$c" -d"$DURATION" --latency -s "$work/post.lua" "http://127.0.0.1:$2/mcp")
+        rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$o")
+        lat=$(awk '/^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {print p50 " / " p99}' <<<"$o")
+        case $c in 1 | 64) line="$line $rps | $lat |" ;; *) line="$line $rps |" ;; esac
+      done
+      echo "$line"
+    done
+  } >"$work/wrk.md"
+fi
+
+echo
+echo "== results"
+{
+  "$lg" report -in "$res"
+  if [ -s "$work/wrk.md" ]; then
+    echo
+    echo "wrk cross-check (units as wrk prints them):"
+    echo
+    cat "$work/wrk.md"
+  fi
+} | tee "$work/table.md"
