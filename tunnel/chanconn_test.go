@@ -1,8 +1,6 @@
 package tunnel
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"net"
 	"testing"
 
@@ -10,61 +8,11 @@ import (
 	"golang.org/x/net/nettest"
 )
 
-// sshPair connects an x/crypto SSH client and server over loopback TCP and returns both ends.
+// sshPair connects an x/crypto SSH client and server over loopback TCP (see newBenchSSH).
 func sshPair(t testing.TB) (client ssh.Conn, server ssh.Conn, serverChans <-chan ssh.NewChannel) {
 	t.Helper()
-	_, hostPriv, _ := ed25519.GenerateKey(rand.Reader)
-	hostSigner, err := ssh.NewSignerFromKey(hostPriv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &ssh.ServerConfig{NoClientAuth: true}
-	cfg.AddHostKey(hostSigner)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	type res struct {
-		c     ssh.Conn
-		chans <-chan ssh.NewChannel
-		err   error
-	}
-	done := make(chan res, 1)
-	go func() {
-		nc, err := l.Accept()
-		if err != nil {
-			done <- res{err: err}
-			return
-		}
-		sc, chans, reqs, err := ssh.NewServerConn(nc, cfg)
-		if err == nil {
-			go ssh.DiscardRequests(reqs)
-		}
-		done <- res{sc, chans, err}
-	}()
-	nc, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, cchans, creqs, err := ssh.NewClientConn(nc, l.Addr().String(), &ssh.ClientConfig{
-		User: "test", HostKeyCallback: ssh.InsecureIgnoreHostKey(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ssh.DiscardRequests(creqs)
-	go func() {
-		for nch := range cchans {
-			nch.Reject(ssh.Prohibited, "no")
-		}
-	}()
-	r := <-done
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	t.Cleanup(func() { cc.Close(); r.c.Close() })
-	return cc, r.c, r.chans
+	p := newBenchSSH(t, "")
+	return p.client, p.server, p.serverChans
 }
 
 // TestChanConnConformance runs x/net's net.Conn conformance suite (deadlines that interrupt
