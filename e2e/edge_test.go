@@ -87,7 +87,7 @@ func TestForwardedHeaders(t *testing.T) {
 
 // TestOriginAndCORS: toolgate decides browser origins at its edge. A foreign Origin gets 403
 // and never reaches the local server; an allowed one (the MCP Inspector's http://localhost:6274)
-// passes, with Origin and Sec-Fetch-Site removed so the local server's own DNS-rebinding and
+// passes, with Origin rewritten to the local origin and Sec-Fetch-Site removed so the local server's own DNS-rebinding and
 // cross-origin checks see a local request; preflights are answered by toolgate; a response
 // carries exactly one Access-Control-Allow-Origin, toolgate's.
 func TestOriginAndCORS(t *testing.T) {
@@ -135,8 +135,8 @@ func TestOriginAndCORS(t *testing.T) {
 				t.Fatalf("%s: %d, local hits %d", origin, resp.StatusCode, hits.Load()-before)
 			}
 			s := <-got
-			if v := s.header.Values("Origin"); len(v) != 0 {
-				t.Errorf("%s: the local server saw Origin %q", origin, v)
+			if v := s.header.Values("Origin"); len(v) != 1 || v[0] != "http://"+s.host {
+				t.Errorf("%s: the local server saw Origin %q, want the local origin http://%s", origin, v, s.host)
 			}
 			if v := s.header.Values("Sec-Fetch-Site"); len(v) != 0 {
 				t.Errorf("%s: the local server saw Sec-Fetch-Site %q", origin, v)

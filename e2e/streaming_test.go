@@ -543,12 +543,17 @@ func TestWebSocketEcho(t *testing.T) {
 	var sawOrigin atomic.Value
 	var handshakes atomic.Int32
 	ws := websocket.Server{
-		// toolgate checks Origin at its edge and does not pass it on (see edge_test.go), so
-		// the local server accepts a handshake without one.
-		Handshake: func(_ *websocket.Config, r *http.Request) error {
+		// x/net/websocket's default check: the handshake must carry a parseable Origin.
+		// toolgate checks the browser's origin at its edge and presents the local one.
+		Handshake: func(cfg *websocket.Config, r *http.Request) error {
 			handshakes.Add(1)
 			sawOrigin.Store(r.Header.Get("Origin"))
-			return nil
+			var err error
+			cfg.Origin, err = websocket.Origin(cfg, r)
+			if err == nil && cfg.Origin == nil {
+				return fmt.Errorf("null origin")
+			}
+			return err
 		},
 		Handler: func(c *websocket.Conn) {
 			for {
@@ -603,8 +608,8 @@ func TestWebSocketEcho(t *testing.T) {
 		if err := wsFrames.Receive(c, &got); err != nil || !bytes.Equal(got.data, bin) || got.typ != websocket.BinaryFrame {
 			t.Fatalf("binary echo: %+v, %v", got, err)
 		}
-		if o, _ := sawOrigin.Load().(string); o != "" {
-			t.Errorf("the local server saw Origin %q", o)
+		if o, _ := sawOrigin.Load().(string); !strings.HasPrefix(o, "http://localhost:") {
+			t.Errorf("the local server saw Origin %q, want the local origin", o)
 		}
 		c.Close()
 		waitEnded("/a: client closed")

@@ -143,12 +143,15 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	// The MCP SDKs refuse a non-loopback Host (DNS-rebinding protection): Go's answers 403,
 	// Python's 421, and Python's default allow-list is "localhost:*", which needs a port.
 	pr.Out.Host = t.LocalHost()
-	// The same servers check Origin (Python) or Sec-Fetch-Site (Go's CrossOriginProtection)
-	// against that Host. toolgate has already checked the browser's origin at its edge; past
-	// the edge the request is a local one, so the cross-site signals are dropped rather than
-	// left to contradict the Host we just set. The public origin stays visible in
-	// X-Forwarded-Host.
-	pr.Out.Header.Del("Origin")
+	// The same servers check a browser's Origin (Python's allow-list, Go's
+	// CrossOriginProtection, x/net/websocket, gorilla) against that Host, and some refuse a
+	// request that has none. toolgate has already decided the browser's origin at its edge, so
+	// past the edge the request is presented as a same-origin one: Origin, if the browser sent
+	// one, becomes the local origin, and Sec-Fetch-Site, which would contradict it, goes. The
+	// public origin stays visible in X-Forwarded-Host.
+	if pr.In.Header.Get("Origin") != "" {
+		pr.Out.Header.Set("Origin", "http://"+t.LocalHost())
+	}
 	pr.Out.Header.Del("Sec-Fetch-Site")
 }
 
