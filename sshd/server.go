@@ -237,6 +237,7 @@ func (s *Server) handle(nc net.Conn) {
 
 	// x/crypto has no handshake timeout: a deadline on the socket is the way to bound it.
 	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	nc = newBatchConn(nc)
 	sc, chans, reqs, err := ssh.NewServerConn(nc, s.sshCfg)
 
 	s.mu.Lock()

@@ -1,0 +1,98 @@
+package sshd
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// batchConn coalesces the SSH transport's writes into fewer write(2) calls.
+//
+// x/crypto writes every SSH packet with its own Write, under a transport lock it holds until
+// that Write returns, so it never hands the socket two packets at once. Under load, with many
+// channels busy, that is one syscall and one TCP segment per packet, and the peer's event loop
+// (OpenSSH's ssh client) wakes once per segment. Here Write copies the packet into a buffer and
+// returns; one flusher goroutine at a time writes the buffer out, and whatever arrives while it
+// is in the kernel goes out with its next write. A lone packet still leaves at once: there is
+// no timer and no waiting for company, which would bring back Nagle-like stalls.
+//
+// Ordering is preserved (one buffer, one flusher). Memory is bounded: Write blocks while
+// maxPending bytes are queued, which is the same backpressure a full socket buffer gives. A
+// write error is sticky and returned by every later Write. Close waits briefly for queued
+// bytes, so a disconnect message or a banner written just before Close is not dropped.
+type batchConn struct {
+	net.Conn
+
+	mu       sync.Mutex
+	drained  *sync.Cond // signalled when pending shrinks or the flusher stops
+	pending  []byte     // bytes accepted by Write, not yet handed to the kernel
+	spare    []byte     // the flusher's previous buffer, reused to avoid allocation
+	flushing bool       // a flusher goroutine is running
+	err      error      // first write error; sticky
+}
+
+// maxPending bounds the bytes a batchConn queues before Write blocks: a few full SSH packets.
+const maxPending = 256 << 10
+
+// closeFlushTimeout bounds how long Close waits to hand queued bytes to the kernel.
+const closeFlushTimeout = 2 * time.Second
+
+func newBatchConn(c net.Conn) *batchConn {
+	b := &batchConn{Conn: c}
+	b.drained = sync.NewCond(&b.mu)
+	return b
+}
+
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.err == nil && len(b.pending) > 0 && len(b.pending)+len(p) > maxPending {
+		b.drained.Wait()
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	b.pending = append(b.pending, p...)
+	if !b.flushing {
+		b.flushing = true
+		go b.flush()
+	}
+	return len(p), nil
+}
+
+// flush writes pending out until it is empty, then exits; the next Write starts a new flusher.
+// Exiting when idle keeps an idle connection at no extra goroutine.
+func (b *batchConn) flush() {
+	b.mu.Lock()
+	for len(b.pending) > 0 && b.err == nil {
+		buf := b.pending
+		b.pending = b.spare[:0]
+		b.drained.Broadcast() // writers blocked on a full queue can fill the other buffer now
+		b.mu.Unlock()
+		_, err := b.Conn.Write(buf)
+		b.mu.Lock()
+		if err != nil && b.err == nil {
+			b.err = err
+		}
+		if cap(buf) <= maxPending*2 {
+			b.spare = buf[:0]
+		}
+		b.drained.Broadcast()
+	}
+	b.flushing = false
+	b.drained.Broadcast()
+	b.mu.Unlock()
+}
+
+func (b *batchConn) Close() error {
+	b.mu.Lock()
+	if b.flushing || len(b.pending) > 0 {
+		// A stuck peer must not hold Close: the deadline fails the flusher's write.
+		b.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+		for b.flushing {
+			b.drained.Wait()
+		}
+	}
+	b.mu.Unlock()
+	return b.Conn.Close()
+}
