@@ -2,14 +2,14 @@ package e2e
 
 import "testing"
 
-// toolgate runs the GC at GOGC=400 unless the operator set GOGC (docs/PERFORMANCE.md has the
+// toolgate runs the GC at GOGC=200 unless the operator set GOGC (docs/PERFORMANCE.md has the
 // measurements behind the default); an explicit GOGC wins.
 func TestGCPercent(t *testing.T) {
 	for _, tc := range []struct {
 		env  string
 		want float64
 	}{
-		{"", 400},
+		{"", 200},
 		{"75", 75},
 	} {
 		t.Run("GOGC="+tc.env, func(t *testing.T) {

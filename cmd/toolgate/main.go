@@ -54,14 +54,13 @@ const usage = `usage:
   toolgate serve -h          list the settings (flags, TOOLGATE_* variables, config file keys)`
 
 // defaultGCPercent is the garbage collector's target when GOGC is not set: collect when the heap
-// has grown 4× past what was live, not 1× (Go's default). x/crypto/ssh allocates every SSH packet
+// has grown 2× past what was live, not 1× (Go's default). x/crypto/ssh allocates every SSH packet
 // it receives afresh, 32 KiB and more for bulk data, so a tunnel moving 300 MB/s allocates
-// 300 MB/s; with Go's default the small heap of a proxy is collected every few milliseconds and
-// the runtime hands freed pages back to the kernel only to fault them in again. Measured (see
-// docs/PERFORMANCE.md): bulk through a tunnel +33%, CPU per MB −27%. The price is heap headroom
-// proportional to the live heap, which for toolgate is small; set GOGC (and GOMEMLIMIT) to
-// choose otherwise.
-const defaultGCPercent = 400
+// 300 MB/s, and with Go's default a proxy's small heap is collected every few milliseconds.
+// Measured (docs/PERFORMANCE.md): bulk through a tunnel +21% and CPU per MB −19% at 200; 400
+// gains more (+33%) but its uncollected garbage pushes resident memory per idle tunnel from 65
+// to about 90 KiB, where 200 stays at 81. Set GOGC (and GOMEMLIMIT) to choose otherwise.
+const defaultGCPercent = 200
 
 func runServe(args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
 	s, err := loadSettings(args, env, stderr)
