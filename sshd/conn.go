@@ -25,6 +25,7 @@ type conn struct {
 	sc      *ssh.ServerConn
 	nc      net.Conn
 	id      Identity
+	keyFP   string // fingerprint of the key that authenticated; set before serve
 	console *console
 	ctx     context.Context // ends when the connection does
 	cancel  context.CancelFunc
@@ -128,6 +129,16 @@ func (c *conn) close(reason string) {
 		c.cancel()
 		c.sc.Close()
 	})
+}
+
+// closeWithNotice prints reason on the terminal, gives it a moment to reach the client, then
+// closes the connection.
+func (c *conn) closeWithNotice(reason string) {
+	c.console.Notify("toolgate: " + reason)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	c.console.Flush(ctx)
+	cancel()
+	c.close(reason)
 }
 
 func (c *conn) closeReason() string {

@@ -61,6 +61,16 @@ type Config struct {
 	Ciphers []string
 	// ServerVersion is the SSH identification string. Default "SSH-2.0-toolgate".
 	ServerVersion string
+	// Linker links keys that Auth does not know (ErrUnknownKey) to a person: the client is shown
+	// a sign-in URL and the handshake waits for the approval. Default nil: unknown keys are
+	// refused.
+	Linker Linker
+	// LinkTimeout bounds how long a handshake may wait for a link, in place of HandshakeTimeout.
+	// The Linker's own code expiry normally ends the wait first. Default 11 minutes.
+	LinkTimeout time.Duration
+	// KeyUsed, if set, is called with the key fingerprint after each successful authentication,
+	// outside the handshake's critical path (e.g. to record when a key was last used).
+	KeyUsed func(fingerprint string)
 	// Logger receives connection events. Default: discard.
 	Logger *slog.Logger
 }
@@ -83,6 +93,7 @@ type Server struct {
 const (
 	extOwner   = "toolgate-owner"
 	extDisplay = "toolgate-display"
+	extKey     = "toolgate-key" // the SHA-256 fingerprint of the key that authenticated
 )
 
 // New returns a server. It does not listen; see [Server.Serve].
@@ -119,6 +130,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ServerVersion == "" {
 		cfg.ServerVersion = "SSH-2.0-toolgate"
 	}
+	if cfg.LinkTimeout <= 0 {
+		cfg.LinkTimeout = 11 * time.Minute
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -129,11 +143,11 @@ func New(cfg Config) (*Server, error) {
 		perKey:     make(map[string]int),
 		handshakes: make(map[string]int),
 	}
+	// VerifiedPublicKeyCallback is set per connection, in handle: key linking needs the socket.
 	s.sshCfg = &ssh.ServerConfig{
-		ServerVersion:             cfg.ServerVersion,
-		PublicKeyCallback:         s.publicKey,
-		VerifiedPublicKeyCallback: s.verifiedKey,
-		MaxAuthTries:              6,
+		ServerVersion:     cfg.ServerVersion,
+		PublicKeyCallback: s.publicKey,
+		MaxAuthTries:      6,
 	}
 	s.sshCfg.Ciphers = cfg.Ciphers
 	s.sshCfg.AddHostKey(cfg.HostKey)
@@ -142,17 +156,27 @@ func New(cfg Config) (*Server, error) {
 
 // publicKey answers "would this key be accepted?". It may run for keys the client never proves
 // it holds, so it only looks up and returns the identity inside the permissions.
+// An unknown key is accepted here when a Linker is configured, marked for linking; verifiedKey
+// then asks for the link, only after the client proved it holds the key.
 func (s *Server) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 	id, err := s.cfg.Auth.Authenticate(context.Background(), meta, key)
+	if errors.Is(err, ErrUnknownKey) && s.cfg.Linker != nil {
+		return &ssh.Permissions{Extensions: map[string]string{extLink: "1"}}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	return &ssh.Permissions{Extensions: map[string]string{extOwner: id.Owner, extDisplay: id.Display}}, nil
+	fp := ssh.FingerprintSHA256(key)
+	return &ssh.Permissions{Extensions: map[string]string{extOwner: id.Owner, extDisplay: id.Display, extKey: fp}}, nil
 }
 
 // verifiedKey runs once the client proved it holds the key: the place to refuse with a message,
-// because a banner sent now is shown by OpenSSH even with -N.
-func (s *Server) verifiedKey(_ ssh.ConnMetadata, _ ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
+// because a banner sent now is shown by OpenSSH even with -N, and the place to start linking
+// an unknown key (x/crypto allows partial success from here, not from PublicKeyCallback).
+func (s *Server) verifiedKey(nc net.Conn, attempt *linkAttempt, key ssh.PublicKey, perms *ssh.Permissions) (*ssh.Permissions, error) {
+	if perms.Extensions[extLink] != "" {
+		return nil, s.partialLink(nc, key, attempt)
+	}
 	owner := perms.Extensions[extOwner]
 	s.mu.Lock()
 	n := s.perKey[owner]
@@ -238,7 +262,12 @@ func (s *Server) handle(nc net.Conn) {
 	// x/crypto has no handshake timeout: a deadline on the socket is the way to bound it.
 	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	nc = newBatchConn(nc)
-	sc, chans, reqs, err := ssh.NewServerConn(nc, s.sshCfg)
+	cfg := *s.sshCfg
+	attempt := new(linkAttempt)
+	cfg.VerifiedPublicKeyCallback = func(_ ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
+		return s.verifiedKey(nc, attempt, key, perms)
+	}
+	sc, chans, reqs, err := ssh.NewServerConn(nc, &cfg)
 
 	s.mu.Lock()
 	if s.handshakes[ip]--; s.handshakes[ip] <= 0 {
@@ -254,6 +283,10 @@ func (s *Server) handle(nc net.Conn) {
 
 	id := Identity{Owner: sc.Permissions.Extensions[extOwner], Display: sc.Permissions.Extensions[extDisplay]}
 	c := newConn(s, sc, nc, id)
+	c.keyFP = sc.Permissions.Extensions[extKey]
+	if s.cfg.KeyUsed != nil && c.keyFP != "" {
+		go s.cfg.KeyUsed(c.keyFP)
+	}
 	s.mu.Lock()
 	// verifiedKey checked the limit, but two handshakes may have passed it together.
 	over := s.perKey[id.Owner] >= s.cfg.MaxConnsPerKey
@@ -280,6 +313,33 @@ func (s *Server) handle(nc net.Conn) {
 	}
 	s.mu.Unlock()
 	s.cfg.Logger.Info("ssh disconnected", "owner", id.Owner, "remote", nc.RemoteAddr().String(), "reason", c.closeReason())
+}
+
+// CloseKey closes every connection that authenticated with the key whose SHA-256 fingerprint is
+// fp, telling each terminal why first, and returns how many it closed. Their tunnels go with
+// them. It is how revoking a key takes effect at once.
+func (s *Server) CloseKey(fp, reason string) int {
+	return s.closeMatching(func(c *conn) bool { return c.keyFP == fp }, reason)
+}
+
+// CloseOwner closes every connection of owner (a user being disabled), as CloseKey does.
+func (s *Server) CloseOwner(owner, reason string) int {
+	return s.closeMatching(func(c *conn) bool { return c.id.Owner == owner }, reason)
+}
+
+func (s *Server) closeMatching(match func(*conn) bool, reason string) int {
+	s.mu.Lock()
+	var hit []*conn
+	for c := range s.conns {
+		if match(c) {
+			hit = append(hit, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range hit {
+		c.closeWithNotice(reason)
+	}
+	return len(hit)
 }
 
 // Close stops the listeners, closes every connection (removing their tunnels) and waits for the
