@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/toolgate/toolgate/e2e/sshtest"
 	"github.com/toolgate/toolgate/sshd"
 )
 
@@ -287,5 +289,40 @@ func TestCloseKey(t *testing.T) {
 	waitUntil(t, "the revoked key's tunnel to go", func() bool { return len(h.reg.Names()) == 1 })
 	if _, _, err := cb.SendRequest("keepalive@openssh.com", true, nil); err != nil {
 		t.Errorf("the other key's connection was closed too: %v", err)
+	}
+}
+
+// The real OpenSSH client, under -N: it prints the link instruction, waits without a prompt
+// while the link is pending, and forwards once it is approved. With BatchMode it does not try
+// keyboard-interactive at all, so it fails fast instead of hanging.
+func TestLinkOpenSSH(t *testing.T) {
+	lk := newFakeLinker()
+	h := newHarness(t, func(c *sshd.Config) {
+		c.Auth = onlyKnown{}
+		c.Linker = lk
+	})
+	key := sshtest.NewKey(t)
+	c := sshtest.Start(t, sshtest.Options{Key: key, Port: h.port(), Interactive: true, Args: []string{"-N", "-R", "0:127.0.0.1:9"}})
+	c.WaitFor(regexp.MustCompile(`Open https://toolgate\.localhost/link/ABCD-EFGH to link this key\.`), 10*time.Second)
+	select {
+	case <-lk.started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the link never started")
+	}
+	lk.decide <- nil
+	c.WaitFor(sshtest.AllocatedPort, 10*time.Second)
+	waitUntil(t, "the linked client's tunnel", func() bool { return h.reg.Len() == 1 })
+	if n := h.srv.CloseKey(key.Fingerprint, "this key was revoked"); n != 1 {
+		t.Fatalf("CloseKey closed %d connections", n)
+	}
+	if code := c.Wait(10 * time.Second); code == 0 {
+		t.Errorf("ssh exited 0 after its key was revoked")
+	}
+	// Under -N there is no session to print the reason on, and x/crypto cannot send a
+	// disconnect message with one: the client only sees "closed by remote host".
+
+	batch := sshtest.Start(t, sshtest.Options{Key: sshtest.NewKey(t), Port: h.port(), Args: []string{"-N", "-R", "0:127.0.0.1:9"}})
+	if code := batch.Wait(10 * time.Second); code == 0 {
+		t.Error("a BatchMode client with an unknown key connected")
 	}
 }

@@ -85,6 +85,11 @@ type Options struct {
 	Command []string
 	// ExtraOptions are more -o settings, e.g. "ServerAliveInterval=1".
 	ExtraOptions []string
+	// Interactive leaves BatchMode off, so the client answers keyboard-interactive (key linking
+	// uses it; its prompts have no questions, so nothing waits for a person). Default false:
+	// BatchMode=yes. It is a field rather than an ExtraOption because OpenSSH keeps the first
+	// value it is given for an option.
+	Interactive bool
 	// KnownHosts, if set, is a known_hosts file the client records the server's host key in
 	// on first use and checks it against afterwards (under a fixed alias, so the check holds
 	// across server ports). Default: host keys are not checked.
@@ -118,10 +123,14 @@ func Start(t testing.TB, o Options) *Client {
 		hostKeys = []string{"-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=" + o.KnownHosts,
 			"-o", "HostKeyAlias=toolgate-under-test"}
 	}
+	batch := "BatchMode=yes"
+	if o.Interactive {
+		batch = "BatchMode=no"
+	}
 	args := append([]string{"-F", "/dev/null",
 		"-i", o.Key.Path,
 		"-o", "IdentitiesOnly=yes",
-		"-o", "BatchMode=yes"}, hostKeys...)
+		"-o", batch}, hostKeys...)
 	args = append(args,
 		"-o", "LogLevel=INFO",
 		"-o", "ExitOnForwardFailure=yes",
