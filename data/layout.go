@@ -11,24 +11,49 @@ import (
 // The on-disk format: every bucket, key and value toolgate writes. All buckets are top level
 // and created by Open.
 //
-//	bucket           key                                  value
-//	meta             "schema"                             uint32 big-endian schema version (1)
-//	secrets          secret name ("ssh-host-key", …)      JSON secretRecord {"v":1,"value":base64,"created_at"}
-//	names            name label ("quiet-fox-7h3k2q")      JSON nameRecord {"v":1,"owner","kind","hint",
-//	                                                      "claimed_at","last_used","expires_at"}
-//	names_by_owner   owner || 0x00 || name                empty (index for NamesByOwner)
-//	names_by_expiry  uint64 BE unix nanos || name         empty (index for SweepExpiredNames)
-//	certmagic        certmagic key ("certificates/…")     uint64 BE unix-nano mtime || payload
+//	bucket              key                                   value
+//	meta                "schema"                              uint32 big-endian schema version (1)
+//	secrets             secret name ("ssh-host-key", …)       JSON secretRecord {"v":1,"value":base64,"created_at"}
+//	names               name label ("quiet-fox-7h3k2q")       JSON nameRecord {"v":1,"owner","kind","hint",
+//	                                                          "claimed_at","last_used","expires_at"}
+//	names_by_owner      owner || 0x00 || name                 empty (index for NamesByOwner)
+//	names_by_expiry     uint64 BE unix nanos || name          empty (index for SweepExpiredNames)
+//	certmagic           certmagic key ("certificates/…")      uint64 BE unix-nano mtime || payload
+//	users               user id ("u_…")                       JSON userRecord {"v":1,"email","name","groups",
+//	                                                          "admin","disabled","password_hash","subject",
+//	                                                          "created_at","updated_at","last_sign_in"}
+//	users_by_email      email, trimmed and lower-cased        user id (unique index for UserByEmail)
+//	users_by_subject    subject ("issuer|sub")                user id (unique index for UserBySubject)
+//	keys                fingerprint ("SHA256:…")              JSON keyRecord {"v":1,"type","user","linked_at",
+//	                                                          "expires_at","last_used","linked_from"}
+//	keys_by_user        user id || 0x00 || fingerprint        empty (index for KeysByUser)
+//	keys_by_expiry      uint64 BE unix nanos || fingerprint   empty (index for SweepExpiredKeys)
+//	sessions            session id (caller's token hash)      JSON sessionRecord {"v":1,"user","auth_method",
+//	                                                          "created_at","last_seen","idle_expires_at",
+//	                                                          "expires_at","ip","user_agent"}
+//	sessions_by_user    user id || 0x00 || session id         empty (index for SessionsByUser)
+//	sessions_by_expiry  uint64 BE unix nanos || session id    empty (index for SweepExpiredSessions)
+//	tickets             ticket id (caller's secret hash)      JSON ticketRecord {"v":1,"kind","user",
+//	                                                          "created_at","expires_at"}
 //
-// Times in JSON are RFC 3339 in UTC. The two name indexes are derived from the names bucket and
-// rewritten in the same transaction as the record they point at; readers still re-check the
-// record, so a stale index entry can hide nothing and release nothing.
+// Times in JSON are RFC 3339 in UTC. Every index is derived from the bucket it points into and
+// rewritten in the same transaction as the record; readers still re-check the record, so a stale
+// index entry can hide nothing, release nothing and claim no email or subject.
 //
 // The 0x00 separator keeps owner "a" from matching owner "ab" in a prefix scan; owners are key
-// fingerprints or user ids, and ClaimName refuses an owner containing NUL. Big-endian numbers
-// sort numerically, so an expiry cursor walks from the oldest deadline and stops at the first
-// one in the future. Deadlines before 1970 are stored as 0 (and after 2262 as the maximum), so
-// that unsigned ordering matches time ordering.
+// fingerprints or user ids, and every method that writes one of these keys refuses an owner,
+// user id, fingerprint or session id containing NUL. Big-endian numbers sort numerically, so an expiry cursor walks from the oldest
+// deadline and stops at the first one in the future. Deadlines before 1970 are stored as 0 (and
+// after 2262 as the maximum), so that unsigned ordering matches time ordering. A session's
+// expiry entry is at the earlier of its idle and absolute deadlines, the moment it ends, and
+// moves with every TouchSession. Keys and names that never expire have no expiry entry.
+//
+// The users_by_email and users_by_subject values are the user id itself rather than empty: they
+// are unique indexes, looked up by exact key, never scanned by prefix.
+//
+// tickets has no index. Tickets are a handful of console sign-in links at a time, each living
+// minutes, so DeleteUserTickets and SweepExpiredTickets scan the bucket; two indexes to keep in
+// step would cost more code than the scans cost time.
 //
 // certmagic values keep a fixed binary header instead of JSON: they are opaque payloads of their
 // own (PEM, JSON), and the header holds the only metadata certmagic asks for (Stat's Modified).
@@ -40,10 +65,23 @@ const (
 	bucketNamesByExpiry = "names_by_expiry"
 	bucketCertmagic     = "certmagic"
 
+	bucketUsers            = "users"
+	bucketUsersByEmail     = "users_by_email"
+	bucketUsersBySubject   = "users_by_subject"
+	bucketKeys             = "keys"
+	bucketKeysByUser       = "keys_by_user"
+	bucketKeysByExpiry     = "keys_by_expiry"
+	bucketSessions         = "sessions"
+	bucketSessionsByUser   = "sessions_by_user"
+	bucketSessionsByExpiry = "sessions_by_expiry"
+	bucketTickets          = "tickets"
+
 	keySchema = "schema"
 
 	// schemaVersion is the layout above. Bump it when a change needs a migration; a binary
-	// refuses files with a higher version than its own.
+	// refuses files with a higher version than its own. New buckets alone need no bump: Open
+	// creates any bucket a file lacks, so a file from before the identity buckets simply gains
+	// them, empty. (An older binary opening such a file ignores buckets it does not know.)
 	schemaVersion uint32 = 1
 
 	// recordVersion is the "v" of the JSON records above. A record with a higher version was
@@ -56,14 +94,21 @@ const (
 
 // allBuckets lists every bucket Open creates.
 func allBuckets() []string {
-	return []string{bucketMeta, bucketSecrets, bucketNames, bucketNamesByOwner, bucketNamesByExpiry, bucketCertmagic}
+	return []string{
+		bucketMeta, bucketSecrets, bucketNames, bucketNamesByOwner, bucketNamesByExpiry, bucketCertmagic,
+		bucketUsers, bucketUsersByEmail, bucketUsersBySubject,
+		bucketKeys, bucketKeysByUser, bucketKeysByExpiry,
+		bucketSessions, bucketSessionsByUser, bucketSessionsByExpiry,
+		bucketTickets,
+	}
 }
 
 func encodeSchema(v uint32) []byte {
 	return binary.BigEndian.AppendUint32(nil, v)
 }
 
-// ownerKey is the names_by_owner key; ownerKey(owner, "") is the prefix of all of owner's keys.
+// ownerKey is the key of the by-owner and by-user indexes (names_by_owner, keys_by_user,
+// sessions_by_user); ownerKey(owner, "") is the prefix of all of owner's keys.
 func ownerKey(owner, name string) []byte {
 	k := make([]byte, 0, len(owner)+1+len(name))
 	k = append(k, owner...)
@@ -83,7 +128,8 @@ func expiryNanos(t time.Time) uint64 {
 	return uint64(t.UnixNano())
 }
 
-// expiryKey is the names_by_expiry key.
+// expiryKey is the key of the by-expiry indexes (names_by_expiry, keys_by_expiry,
+// sessions_by_expiry).
 func expiryKey(at time.Time, name string) []byte {
 	k := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(name)), expiryNanos(at))
 	return append(k, name...)
@@ -157,4 +203,130 @@ func splitCertValue(v []byte) (mtime time.Time, payload []byte, ok bool) {
 		return time.Time{}, nil, false
 	}
 	return time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(), v[certHeaderSize:], true
+}
+
+// userRecord is a User as stored; the id is the key.
+type userRecord struct {
+	V            int       `json:"v"`
+	Email        string    `json:"email,omitempty"`
+	Name         string    `json:"name,omitempty"`
+	Groups       []string  `json:"groups,omitempty"`
+	Admin        bool      `json:"admin,omitempty"`
+	Disabled     bool      `json:"disabled,omitempty"`
+	PasswordHash string    `json:"password_hash,omitempty"`
+	Subject      string    `json:"subject,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	LastSignIn   time.Time `json:"last_sign_in,omitzero"`
+}
+
+// keyRecord is an SSHKey as stored; the fingerprint is the key.
+type keyRecord struct {
+	V          int       `json:"v"`
+	Type       string    `json:"type,omitempty"`
+	User       string    `json:"user"`
+	LinkedAt   time.Time `json:"linked_at"`
+	ExpiresAt  time.Time `json:"expires_at,omitzero"`
+	LastUsed   time.Time `json:"last_used,omitzero"`
+	LinkedFrom string    `json:"linked_from,omitempty"`
+}
+
+// sessionRecord is a Session as stored; the id is the key.
+type sessionRecord struct {
+	V             int       `json:"v"`
+	User          string    `json:"user"`
+	AuthMethod    string    `json:"auth_method,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	LastSeen      time.Time `json:"last_seen"`
+	IdleExpiresAt time.Time `json:"idle_expires_at"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	IP            string    `json:"ip,omitempty"`
+	UserAgent     string    `json:"user_agent,omitempty"`
+}
+
+// ticketRecord is a Ticket as stored; the id is the key.
+type ticketRecord struct {
+	V         int       `json:"v"`
+	Kind      string    `json:"kind"`
+	User      string    `json:"user"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func encodeUser(u User) ([]byte, error) {
+	return json.Marshal(userRecord{
+		V: recordVersion, Email: u.Email, Name: u.Name, Groups: u.Groups, Admin: u.Admin,
+		Disabled: u.Disabled, PasswordHash: u.PasswordHash, Subject: u.Subject,
+		CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC(), LastSignIn: u.LastSignIn.UTC(),
+	})
+}
+
+func decodeUser(id string, b []byte) (User, error) {
+	var r userRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return User{}, fmt.Errorf("decode user record: %w", err)
+	}
+	if err := checkRecordVersion(r.V); err != nil {
+		return User{}, err
+	}
+	return User{ID: id, Email: r.Email, Name: r.Name, Groups: r.Groups, Admin: r.Admin,
+		Disabled: r.Disabled, PasswordHash: r.PasswordHash, Subject: r.Subject,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, LastSignIn: r.LastSignIn}, nil
+}
+
+func encodeKey(k SSHKey) ([]byte, error) {
+	return json.Marshal(keyRecord{
+		V: recordVersion, Type: k.Type, User: k.UserID, LinkedAt: k.LinkedAt.UTC(),
+		ExpiresAt: k.ExpiresAt.UTC(), LastUsed: k.LastUsed.UTC(), LinkedFrom: k.LinkedFrom,
+	})
+}
+
+func decodeKey(fingerprint string, b []byte) (SSHKey, error) {
+	var r keyRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return SSHKey{}, fmt.Errorf("decode key record: %w", err)
+	}
+	if err := checkRecordVersion(r.V); err != nil {
+		return SSHKey{}, err
+	}
+	return SSHKey{Fingerprint: fingerprint, Type: r.Type, UserID: r.User, LinkedAt: r.LinkedAt,
+		ExpiresAt: r.ExpiresAt, LastUsed: r.LastUsed, LinkedFrom: r.LinkedFrom}, nil
+}
+
+func encodeSession(s Session) ([]byte, error) {
+	return json.Marshal(sessionRecord{
+		V: recordVersion, User: s.UserID, AuthMethod: s.AuthMethod, CreatedAt: s.CreatedAt.UTC(),
+		LastSeen: s.LastSeen.UTC(), IdleExpiresAt: s.IdleExpiresAt.UTC(), ExpiresAt: s.ExpiresAt.UTC(),
+		IP: s.IP, UserAgent: s.UserAgent,
+	})
+}
+
+func decodeSession(id string, b []byte) (Session, error) {
+	var r sessionRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Session{}, fmt.Errorf("decode session record: %w", err)
+	}
+	if err := checkRecordVersion(r.V); err != nil {
+		return Session{}, err
+	}
+	return Session{ID: id, UserID: r.User, AuthMethod: r.AuthMethod, CreatedAt: r.CreatedAt,
+		LastSeen: r.LastSeen, IdleExpiresAt: r.IdleExpiresAt, ExpiresAt: r.ExpiresAt,
+		IP: r.IP, UserAgent: r.UserAgent}, nil
+}
+
+func encodeTicket(t Ticket) ([]byte, error) {
+	return json.Marshal(ticketRecord{
+		V: recordVersion, Kind: t.Kind, User: t.UserID, CreatedAt: t.CreatedAt.UTC(), ExpiresAt: t.ExpiresAt.UTC(),
+	})
+}
+
+func decodeTicket(id string, b []byte) (Ticket, error) {
+	var r ticketRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Ticket{}, fmt.Errorf("decode ticket record: %w", err)
+	}
+	if err := checkRecordVersion(r.V); err != nil {
+		return Ticket{}, err
+	}
+	return Ticket{ID: id, Kind: r.Kind, UserID: r.User, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}, nil
 }

@@ -122,6 +122,56 @@ func (s *Store) dueNames(ctx context.Context, now time.Time, limit int, inUse fu
 	return due, nil
 }
 
+// sweepIndex is the sweep of keys and sessions. In a read transaction it collects up to limit
+// entries of the expiry index bucket that are due at now (limit <= 0 means 1000); if there are
+// any, it calls remove for each inside one write transaction, with the id the entry points at
+// and the entry itself. remove re-reads the record there and decides, since it may have
+// changed in between. A sweep with nothing due thus costs one read transaction and no fsync.
+func (s *Store) sweepIndex(ctx context.Context, index string, now time.Time, limit int, remove func(tx *bolt.Tx, id string, entry []byte) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if limit <= 0 {
+		limit = defaultSweepLimit
+	}
+	nowN := expiryNanos(now)
+	var due [][]byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte(index)).Cursor()
+		for k, _ := c.First(); k != nil && len(due) < limit; k, _ = c.Next() {
+			if len(k) <= 8 {
+				continue // not an entry this package writes; nothing to point at
+			}
+			if binary.BigEndian.Uint64(k) > nowN {
+				break // deadline order: everything further is in the future
+			}
+			// Keys live in bbolt's memory map only as long as tx: copy.
+			due = append(due, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil || len(due) == 0 {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, e := range due {
+			if err := remove(tx, string(e[8:]), e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// dropStaleEntry deletes an expiry index entry whose record is gone or has another deadline
+// (normally deleted with the change already; deleting a missing key is a no-op).
+func dropStaleEntry(tx *bolt.Tx, index string, entry []byte) error {
+	if err := tx.Bucket([]byte(index)).Delete(entry); err != nil {
+		return fmt.Errorf("data: drop stale %s entry: %w", index, err)
+	}
+	return nil
+}
+
 // SweepConfig configures [Store.RunSweeps]. Every field is read once, when RunSweeps starts.
 type SweepConfig struct {
 	// Interval is the time between sweeps; the first sweep runs one Interval after the start.
@@ -133,18 +183,27 @@ type SweepConfig struct {
 	// in use.
 	NamesInUse func(name string) bool
 
+	// KeysExpired receives the SSH key links a sweep deleted because they expired, so that
+	// the server can close the connections those keys still hold. It is called outside any
+	// transaction, after the deletion committed, from RunSweeps' goroutine: it may use the
+	// Store, and a slow one delays the next sweep, not the server. Default nil.
+	KeysExpired func([]SSHKey)
+
 	// Now is the clock sweeps compare deadlines with. Default time.Now.
 	Now func() time.Time
 
-	// Logger receives a line per sweep that released something (the names at debug level)
-	// and sweep failures.
+	// Logger receives a line per sweep that released something (counts at info level for
+	// names and keys, at debug level for sessions and tickets, which expire as a matter of
+	// course; the names and fingerprints at debug level) and sweep failures.
 	// Default: the Store's Config.Logger.
 	Logger *slog.Logger
 }
 
-// RunSweeps releases expired name claims every cfg.Interval until ctx is done, then returns.
-// A sweep that releases a full batch is followed at once by another, so a backlog does not
-// wait for the ticker. Failures are logged and retried at the next tick.
+// RunSweeps releases expired name claims and deletes expired SSH key links, browser sessions
+// and tickets every cfg.Interval until ctx is done, then returns. Within a tick, a sweep that
+// removes a full batch is followed at once by another of the same kind, so a backlog does not
+// wait for the ticker. Failures are logged and retried at the next tick; one kind failing does
+// not stop the others.
 func (s *Store) RunSweeps(ctx context.Context, cfg SweepConfig) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = defaultSweepInterval
@@ -163,21 +222,65 @@ func (s *Store) RunSweeps(ctx context.Context, cfg SweepConfig) {
 			return
 		case <-t.C:
 		}
-		for ctx.Err() == nil {
-			names, err := s.SweepExpiredNames(ctx, cfg.Now(), defaultSweepLimit, cfg.NamesInUse)
-			if err != nil {
-				if ctx.Err() == nil {
-					cfg.Logger.Warn("name expiry sweep failed", "err", err)
-				}
-				break
+		s.sweepOnce(ctx, cfg)
+	}
+}
+
+// sweepOnce is one tick of RunSweeps.
+func (s *Store) sweepOnce(ctx context.Context, cfg SweepConfig) {
+	log := cfg.Logger
+	drain(ctx, log, "name", func() (int, error) {
+		names, err := s.SweepExpiredNames(ctx, cfg.Now(), defaultSweepLimit, cfg.NamesInUse)
+		if len(names) > 0 {
+			log.Info("released expired names", "count", len(names))
+			log.Debug("released expired names", "names", names)
+		}
+		return len(names), err
+	})
+	drain(ctx, log, "SSH key", func() (int, error) {
+		keys, err := s.SweepExpiredKeys(ctx, cfg.Now(), defaultSweepLimit)
+		if len(keys) > 0 {
+			fps := make([]string, len(keys))
+			for i, k := range keys {
+				fps[i] = k.Fingerprint
 			}
-			if len(names) > 0 {
-				cfg.Logger.Info("released expired names", "count", len(names))
-				cfg.Logger.Debug("released expired names", "names", names)
+			log.Info("unlinked expired SSH keys", "count", len(keys))
+			log.Debug("unlinked expired SSH keys", "fingerprints", fps)
+			if cfg.KeysExpired != nil {
+				cfg.KeysExpired(keys)
 			}
-			if len(names) < defaultSweepLimit {
-				break
+		}
+		return len(keys), err
+	})
+	drain(ctx, log, "session", func() (int, error) {
+		n, err := s.SweepExpiredSessions(ctx, cfg.Now(), defaultSweepLimit)
+		if n > 0 {
+			log.Debug("deleted expired sessions", "count", n)
+		}
+		return n, err
+	})
+	drain(ctx, log, "ticket", func() (int, error) {
+		n, err := s.SweepExpiredTickets(ctx, cfg.Now(), defaultSweepLimit)
+		if n > 0 {
+			log.Debug("deleted expired tickets", "count", n)
+		}
+		return n, err
+	})
+}
+
+// drain runs sweep until it removes less than a full batch, fails, or ctx is done. A failure
+// is logged unless it is ctx's own.
+func drain(ctx context.Context, log *slog.Logger, what string, sweep func() (int, error)) {
+	for ctx.Err() == nil {
+		n, err := sweep()
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn(what+" expiry sweep failed", "err", err)
 			}
+			return
+		}
+		if n < defaultSweepLimit {
+			return
 		}
 	}
 }
