@@ -1,9 +1,9 @@
 package web
 
 import (
-	"html/template"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 
 	"github.com/go-chi/chi/v5"
@@ -17,35 +17,113 @@ type ApexConfig struct {
 	SSHCommand string
 	// CAPath is where the development CA certificate was written; empty outside development.
 	CAPath string
+
+	// Sessions enables browser sessions: sign-out, and every page below that needs a signed-in
+	// user. Default nil: the home page only, as before there were accounts.
+	Sessions *Sessions
+	// Accounts enables local accounts: the password form at /signin, one-time sign-in links
+	// (/signin/t/TOKEN) and /account/password. Used only with Sessions. Default nil: none.
+	Accounts *Accounts
+	// Links enables SSH key linking (/link/CODE) and the key list (/keys), which uses its
+	// Store. Used only with Sessions. Default nil: neither page.
+	Links *KeyLinks
+	// KeyCloser closes a revoked key's live SSH connections. Default nil: nothing to close.
+	KeyCloser KeyCloser
 }
 
-var homePage = template.Must(template.New("home").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>toolgate · {{.Domain}}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:44rem;margin:4rem auto;padding:0 1rem;color:#222}
-pre{background:#f3f3f3;padding:.8rem;border-radius:4px;overflow-x:auto}</style></head>
-<body><h1>toolgate</h1>
-<p>Put a local MCP server on the internet, behind this server's authorization and audit log:</p>
-<pre>{{.SSHCommand}}</pre>
-<p>The session prints your public URL, <code>https://NAME.{{.Domain}}/mcp</code>, and one line per request.</p>
-{{if .CAPath}}<p>This is a development server with its own certificate authority: trust <code>{{.CAPath}}</code>
-(or pass it to your client, e.g. <code>NODE_EXTRA_CA_CERTS</code>).</p>{{end}}
-</body></html>
-`))
+// apex holds the apex's configuration and the state its handlers share; the handlers live in
+// signin.go, linking.go and keyspage.go.
+type apex struct {
+	cfg ApexConfig
 
-// NewApex returns the handler for https://D. Today it is a home page; sign-in, consent and the
-// dashboard join it in later work.
+	accountFails *failures     // failed sign-ins per account
+	ipFails      *failures     // failed sign-ins per client network
+	codeFails    *failures     // unknown link codes per user
+	hashSlots    chan struct{} // bounds concurrent argon2id runs (each takes 19 MiB and a core)
+}
+
+// NewApex returns the handler for https://D: the home page and, with Sessions configured,
+// sign-in, key linking and the key list.
+//
+// Every response carries headers for pages that hold tokens: no caching, no framing (the
+// sign-in and approval forms must not be clickjacked), no Referer beyond this origin (sign-in
+// and link URLs carry secrets in their paths), and no content sniffing. State-changing requests
+// pass two CSRF checks before any handler: net/http's cross-origin protection (Sec-Fetch-Site
+// and Origin) and the token check of [Sessions.RequireCSRF].
 func NewApex(cfg ApexConfig) http.Handler {
+	a := &apex{
+		cfg:          cfg,
+		accountFails: newFailures(5, signinWindow),
+		ipFails:      newFailures(20, signinWindow),
+		codeFails:    newFailures(20, signinWindow),
+		hashSlots:    make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
+	}
 	r := chi.NewRouter()
-	r.Get("/", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		homePage.Execute(w, cfg)
-	})
+	r.Use(securityHeaders)
+	if s := cfg.Sessions; s != nil {
+		cop := http.NewCrossOriginProtection()
+		cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, r, http.StatusForbidden, "cross_origin", "Forms on this site can only be sent from this site.")
+		}))
+		r.Use(cop.Handler, s.Load, s.RequireCSRF)
+	}
+	r.Get("/", a.home)
+	if s := cfg.Sessions; s != nil {
+		r.Post("/signout", a.signOut)
+		if cfg.Accounts != nil {
+			r.Get("/signin", a.signinForm)
+			r.Post("/signin", a.signinSubmit)
+			r.Get("/signin/t/{token}", a.linkSigninForm)
+			r.Post("/signin/t/{token}", a.linkSigninSubmit)
+			r.With(s.RequireSession).Get("/account/password", a.passwordForm)
+			r.With(s.RequireSession).Post("/account/password", a.passwordSubmit)
+		}
+		if cfg.Links != nil {
+			r.With(s.RequireSession).Get("/link/{code}", a.linkForm)
+			r.With(s.RequireSession).Post("/link/{code}", a.linkSubmit)
+			r.With(s.RequireSession).Get("/keys", a.keysList)
+			r.With(s.RequireSession).Post("/keys/revoke", a.keysRevoke)
+		}
+	}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "not_found", "Nothing here.")
 	})
 	return r
+}
+
+// securityHeaders sets the headers described at NewApex. The CSP allows no scripts at all and
+// inline styles only (the error page's and the layout's); form-action is left open for the
+// OAuth consent page, whose approval redirects to a client's own redirect URI.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// base fills in what the layout needs for this request.
+func (a *apex) base(w http.ResponseWriter, r *http.Request, title string) pageBase {
+	p := pageBase{Title: title}
+	if s := a.cfg.Sessions; s != nil {
+		_, p.User = SessionFromContext(r.Context())
+		p.CSRF = s.CSRFToken(w, r)
+		p.Flash = s.takeFlash(w, r)
+		p.Nav.SignIn = a.cfg.Accounts != nil
+		p.Nav.Keys = a.cfg.Links != nil
+	}
+	return p
+}
+
+func (a *apex) home(w http.ResponseWriter, r *http.Request) {
+	render(w, r, http.StatusOK, homePage, struct {
+		pageBase
+		Domain, SSHCommand, CAPath string
+	}{a.base(w, r, a.cfg.Domain), a.cfg.Domain, a.cfg.SSHCommand, a.cfg.CAPath})
 }
 
 // RedirectToHTTPS answers plain-HTTP requests with a permanent redirect to the same host and

@@ -4,4 +4,11 @@
 //
 // A tunnel request's whole path reads top to bottom in front.go. The proxy itself, the tunnel
 // table and name rules live in package tunnel; the SSH side in package sshd.
+//
+// The apex site (apex.go) is where people are known: local accounts and their passwords
+// (accounts.go), browser sessions with their cookies and CSRF tokens (sessions.go), the sign-in
+// pages (signin.go), the approval page that links an SSH key to its owner (linking.go) and the
+// key list (keyspage.go). Records live in package data; web decides what they mean: how
+// passwords and tokens are hashed, how long sessions last, who may sign in. web does not know
+// SSH: sshd asks it to link a key through the interface cmd/toolgate wires between them.
 package web
