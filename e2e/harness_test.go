@@ -7,8 +7,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -82,6 +84,9 @@ type instance struct {
 	done     chan struct{}
 	waitErr  error
 	stopOnce sync.Once
+
+	mu     sync.Mutex
+	linked map[string]bool // key fingerprints linkKey has linked in this process
 }
 
 // startToolgate runs the binary with loopback listeners on free ports plus args, and waits
@@ -212,9 +217,74 @@ func (in *instance) url(host, path string) string {
 	return "https://" + host + ":" + in.httpsPort() + path
 }
 
-// ssh starts the OpenSSH client against the instance.
+// sshClient links the key (to a user of its own, unless linked already) and starts the OpenSSH
+// client with it against the instance.
 func (in *instance) sshClient(key *sshtest.Key, args []string, command ...string) *sshtest.Client {
+	in.linkKey(key)
 	return sshtest.Start(in.t, sshtest.Options{Key: key, Port: in.ssh, Args: args, Command: command})
+}
+
+// keyOwner is the user the harness links a key to: one per key, so that keys stand for
+// different people, as they did when a key was its own owner.
+func keyOwner(key *sshtest.Key) string {
+	sum := sha256.Sum256([]byte(key.Fingerprint))
+	return "owner-" + hex.EncodeToString(sum[:5]) + "@e2e.test"
+}
+
+// linkKey links key to keyOwner(key), creating that user on first use, as an operator does with
+// `toolgate user add` and `toolgate key add`; the database remembers both across restarts.
+func (in *instance) linkKey(key *sshtest.Key) {
+	in.t.Helper()
+	in.linkKeyTo(key, keyOwner(key))
+}
+
+func (in *instance) linkKeyTo(key *sshtest.Key, email string) {
+	in.t.Helper()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.linked[key.Fingerprint] {
+		return
+	}
+	if _, stderr, code := in.adminRun("user", "add", email); code != 0 && !strings.Contains(stderr, "already exists") {
+		in.t.Fatalf("toolgate user add %s: exit %d: %s", email, code, stderr)
+	}
+	if _, stderr, code := in.adminRun("key", "add", "--user", email, strings.TrimSpace(key.AuthorizedKey())); code != 0 {
+		in.t.Fatalf("toolgate key add: exit %d: %s", code, stderr)
+	}
+	if in.linked == nil {
+		in.linked = make(map[string]bool)
+	}
+	in.linked[key.Fingerprint] = true
+}
+
+// adminRun runs an account or key command inside the running server, over the admin socket
+// in its data directory, as `toolgate user|key …` does when a server holds the database.
+func (in *instance) adminRun(args ...string) (stdout, stderr string, code int) {
+	in.t.Helper()
+	sock := filepath.Join(in.dataDir, "admin.sock")
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}}
+	defer client.CloseIdleConnections()
+	body, _ := json.Marshal(map[string]any{"args": args})
+	resp, err := client.Post("http://toolgate/run", "application/json", bytes.NewReader(body))
+	if err != nil {
+		in.t.Fatalf("admin socket: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		in.t.Fatalf("admin socket: %s: %s", resp.Status, b)
+	}
+	var out struct {
+		Stdout, Stderr string
+		Code           int
+	}
+	readJSON(in.t, resp.Body, &out)
+	return out.Stdout, out.Stderr, out.Code
 }
 
 // tunnelHost waits for the session to print a tunnel URL and returns its host.

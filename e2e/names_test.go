@@ -19,6 +19,7 @@ func TestNamesSurviveRestart(t *testing.T) {
 	key := sshtest.NewKey(t)
 	args := []string{"-T", "-R", fmt.Sprintf("0:127.0.0.1:%d", port), "-R", fmt.Sprintf("mine:80:127.0.0.1:%d", port)}
 	known := filepath.Join(t.TempDir(), "known_hosts")
+	in.linkKey(key) // the link is in the database, so it holds after the restart too
 	c := sshtest.Start(t, sshtest.Options{Key: key, Port: in.ssh, Args: args, KnownHosts: known})
 	before := tunnelHost(t, c, 2)
 	c.Kill()

@@ -34,16 +34,6 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, meta ssh.ConnMetadata, key ssh.PublicKey) (Identity, error)
 }
 
-// AnyKey accepts every key and names it by its fingerprint: the embedded development default,
-// where whoever can reach the loopback port may tunnel.
-type AnyKey struct{}
-
-// Authenticate implements [Authenticator].
-func (AnyKey) Authenticate(_ context.Context, _ ssh.ConnMetadata, key ssh.PublicKey) (Identity, error) {
-	fp := ssh.FingerprintSHA256(key)
-	return Identity{Owner: fp, Display: fp}, nil
-}
-
 // AuthorizedKeys accepts the keys listed in an OpenSSH authorized_keys file. The file is read
 // again whenever its modification time or size changes, so keys can be added and removed while
 // the server runs; a file that fails to parse keeps the previous key set and reports the error.

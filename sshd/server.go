@@ -2,9 +2,14 @@
 // tcpip-forward requests (RFC 4254 §7) by registering tunnels, keeps connections alive, and gives
 // each connection a terminal where toolgate prints its public URLs and one line per request.
 //
+// Every connection belongs to an owner, the user its key is linked to ([UserKeys] reads the
+// links); a key no one owns yet is offered linking inside the handshake, through a [Linker]
+// that shows a sign-in URL and waits for the person's approval (link.go).
+//
 // It owns the SSH protocol and connection lifecycle. It does not choose tunnel names or proxy
-// HTTP (package tunnel), and it stores nothing (names go through the tunnel registry, the host
-// key is handed in).
+// HTTP (package tunnel), does not run sign-in or approval pages (package web, behind Linker),
+// and writes nothing to storage (names go through the tunnel registry, the host key is handed
+// in, key links are only read).
 package sshd
 
 import (
@@ -48,8 +53,8 @@ type Config struct {
 	// closed and its tunnels removed: a dead client is dropped (KeepaliveCountMax+1) intervals
 	// after it last answered, 60s with the defaults. Default 3.
 	KeepaliveCountMax int
-	// MaxConnsPerKey bounds concurrent connections per key. Default 10.
-	MaxConnsPerKey int
+	// MaxConnsPerOwner bounds concurrent connections per owner (Identity.Owner: a user). Default 10.
+	MaxConnsPerOwner int
 	// MaxHandshakesPerIP bounds concurrent unauthenticated connections per source address.
 	// Default 16.
 	MaxHandshakesPerIP int
@@ -83,7 +88,7 @@ type Server struct {
 	mu         sync.Mutex
 	listeners  map[net.Listener]struct{}
 	conns      map[*conn]struct{}
-	perKey     map[string]int
+	perOwner   map[string]int
 	handshakes map[string]int
 	closed     bool
 	wg         sync.WaitGroup
@@ -118,8 +123,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.KeepaliveCountMax <= 0 {
 		cfg.KeepaliveCountMax = 3
 	}
-	if cfg.MaxConnsPerKey <= 0 {
-		cfg.MaxConnsPerKey = 10
+	if cfg.MaxConnsPerOwner <= 0 {
+		cfg.MaxConnsPerOwner = 10
 	}
 	if cfg.MaxHandshakesPerIP <= 0 {
 		cfg.MaxHandshakesPerIP = 16
@@ -140,7 +145,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:        cfg,
 		listeners:  make(map[net.Listener]struct{}),
 		conns:      make(map[*conn]struct{}),
-		perKey:     make(map[string]int),
+		perOwner:   make(map[string]int),
 		handshakes: make(map[string]int),
 	}
 	// VerifiedPublicKeyCallback is set per connection, in handle: key linking needs the socket.
@@ -179,12 +184,12 @@ func (s *Server) verifiedKey(nc net.Conn, attempt *linkAttempt, key ssh.PublicKe
 	}
 	owner := perms.Extensions[extOwner]
 	s.mu.Lock()
-	n := s.perKey[owner]
+	n := s.perOwner[owner]
 	s.mu.Unlock()
-	if n >= s.cfg.MaxConnsPerKey {
+	if n >= s.cfg.MaxConnsPerOwner {
 		return nil, &ssh.BannerError{
 			Err:     fmt.Errorf("sshd: %s has %d connections", owner, n),
-			Message: fmt.Sprintf("toolgate: this key already has %d connections open, the limit. Close one and try again.\r\n", n),
+			Message: fmt.Sprintf("toolgate: you already have %d SSH connections open, the limit. Close one and try again.\r\n", n),
 		}
 	}
 	return perms, nil
@@ -289,7 +294,7 @@ func (s *Server) handle(nc net.Conn) {
 	}
 	s.mu.Lock()
 	// verifiedKey checked the limit, but two handshakes may have passed it together.
-	over := s.perKey[id.Owner] >= s.cfg.MaxConnsPerKey
+	over := s.perOwner[id.Owner] >= s.cfg.MaxConnsPerOwner
 	if s.closed || over {
 		s.mu.Unlock()
 		sc.Close()
@@ -299,7 +304,7 @@ func (s *Server) handle(nc net.Conn) {
 		}
 		return
 	}
-	s.perKey[id.Owner]++
+	s.perOwner[id.Owner]++
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 
@@ -308,8 +313,8 @@ func (s *Server) handle(nc net.Conn) {
 
 	s.mu.Lock()
 	delete(s.conns, c)
-	if s.perKey[id.Owner]--; s.perKey[id.Owner] <= 0 {
-		delete(s.perKey, id.Owner)
+	if s.perOwner[id.Owner]--; s.perOwner[id.Owner] <= 0 {
+		delete(s.perOwner, id.Owner)
 	}
 	s.mu.Unlock()
 	s.cfg.Logger.Info("ssh disconnected", "owner", id.Owner, "remote", nc.RemoteAddr().String(), "reason", c.closeReason())
@@ -365,12 +370,28 @@ func (s *Server) Close() error {
 // Shutdown is Close, tells each terminal why first, and gives up waiting when ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		c.console.Notify("toolgate: server is shutting down; reconnect to get your names back")
+		conns = append(conns, c)
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
+		// Notify only queues the line; closing before the console has written it would lose
+		// the one message that tells the user why their session ended. Each flush is bounded
+		// by a second so a stalled client cannot hold shutdown.
+		var wg sync.WaitGroup
+		for _, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				fctx, cancel := context.WithTimeout(ctx, time.Second)
+				c.console.Flush(fctx)
+				cancel()
+			}()
+		}
+		wg.Wait()
 		s.Close()
 		close(done)
 	}()

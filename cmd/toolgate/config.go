@@ -45,8 +45,14 @@ type settings struct {
 	SSHKeepaliveInterval time.Duration
 	SSHKeepaliveCount    int
 	SSHCiphers           stringList
-	MaxConnsPerKey       int
-	MaxTunnelsPerKey     int
+	MaxConnsPerOwner     int
+	MaxTunnelsPerUser    int
+
+	KeyTTL             time.Duration
+	KeyRememberTTL     time.Duration
+	LinkCodeTTL        time.Duration
+	SessionIdleTimeout time.Duration
+	SessionMaxAge      time.Duration
 
 	ResponseHeaderTimeout time.Duration
 	TunnelIdleTimeout     time.Duration
@@ -81,7 +87,7 @@ func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("toolgate serve", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&s.Config, "config", "", "YAML config file; its keys are the flag names")
-	fs.BoolVar(&s.Dev, "dev", false, "the embedded development default (also what no configuration at all gives): local CA, *.localhost, any SSH key")
+	fs.BoolVar(&s.Dev, "dev", false, "the embedded development default (also what no configuration at all gives): local CA, *.localhost, local accounts")
 
 	fs.StringVar(&s.DataDir, "data-dir", "./toolgate-data", "directory for the database and the development CA certificate")
 	fs.StringVar(&s.Domain, "domain", defaultDomain, "apex domain D: the issuer and dashboard are https://D")
@@ -94,7 +100,7 @@ func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&s.PublicSSHPort, "public-ssh-port", 0, "SSH port in the printed ssh command (default: the listen port)")
 	fs.StringVar(&s.AdminListen, "admin-listen", "127.0.0.1:9180", "admin listener for /healthz, /readyz and /metrics (empty: off)")
 
-	fs.StringVar(&s.AuthorizedKeys, "authorized-keys", "", "OpenSSH authorized_keys file of keys allowed to tunnel; required unless the domain is a .localhost name")
+	fs.StringVar(&s.AuthorizedKeys, "authorized-keys", "", "OpenSSH authorized_keys file: if set, only keys listed there may connect (they still belong to the user who linked them)")
 	fs.StringVar(&s.ACMECA, "acme-ca", "", "ACME directory URL (default for a non-.localhost domain: Let's Encrypt)")
 	fs.StringVar(&s.ACMEEmail, "acme-email", "", "ACME account email; required with ACME")
 	fs.StringVar(&s.ACMECARoots, "acme-ca-roots", "", "PEM file of roots to trust for the ACME CA's API (default: system roots)")
@@ -103,8 +109,14 @@ func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&s.SSHKeepaliveInterval, "ssh-keepalive-interval", 15*time.Second, "how often toolgate checks that an SSH client is alive")
 	fs.IntVar(&s.SSHKeepaliveCount, "ssh-keepalive-count", 3, "unanswered keepalives in a row before a connection and its tunnels are dropped")
 	fs.Var(&s.SSHCiphers, "ssh-ciphers", "SSH ciphers offered (default: aes128-gcm@openssh.com,aes256-gcm@openssh.com; chacha20-poly1305@openssh.com is slower in Go)")
-	fs.IntVar(&s.MaxConnsPerKey, "max-connections-per-key", 10, "concurrent SSH connections per key")
-	fs.IntVar(&s.MaxTunnelsPerKey, "max-tunnels-per-key", 20, "live tunnels per key")
+	fs.IntVar(&s.MaxConnsPerOwner, "max-connections-per-user", 10, "concurrent SSH connections per user (all their keys together)")
+	fs.IntVar(&s.MaxTunnelsPerUser, "max-tunnels-per-user", 20, "live tunnels per user")
+
+	fs.DurationVar(&s.KeyTTL, "key-ttl", 30*24*time.Hour, "how long an SSH key stays linked to its user before it must be approved again")
+	fs.DurationVar(&s.KeyRememberTTL, "key-remember-ttl", 90*24*time.Hour, "the same, when the user ticks \"remember\" on the approval page")
+	fs.DurationVar(&s.LinkCodeTTL, "link-code-ttl", 10*time.Minute, "how long the sign-in link shown to an unknown SSH key stays valid")
+	fs.DurationVar(&s.SessionIdleTimeout, "session-idle-timeout", 12*time.Hour, "a browser session ends after this long without a request")
+	fs.DurationVar(&s.SessionMaxAge, "session-max-age", 7*24*time.Hour, "a browser session ends this long after sign-in, active or not")
 
 	fs.DurationVar(&s.ResponseHeaderTimeout, "response-header-timeout", 5*time.Minute, "wait for a local server's response headers before answering 504")
 	fs.DurationVar(&s.TunnelIdleTimeout, "tunnel-idle-timeout", 3*time.Second, "keep an idle tunnel stream for reuse this long; keep it below local servers' keep-alive (5s for Node and uvicorn)")
@@ -248,10 +260,6 @@ func (s *settings) validate() error {
 			bad("dev", "the development default uses a local CA; remove acme-ca")
 		}
 	}
-	local := isLocalDomain(s.Domain) && isLocalDomain(s.TunnelDomain)
-	if !local && s.AuthorizedKeys == "" {
-		bad("authorized-keys", "required for domain %q: outside development, only listed keys may tunnel", s.Domain)
-	}
 	if s.useACME() {
 		if s.ACMEEmail == "" {
 			bad("acme-email", "required to obtain certificates for %q over ACME", s.Domain)
@@ -284,13 +292,15 @@ func (s *settings) validate() error {
 		"ssh-handshake-timeout": s.SSHHandshakeTimeout, "ssh-keepalive-interval": s.SSHKeepaliveInterval,
 		"response-header-timeout": s.ResponseHeaderTimeout, "tunnel-idle-timeout": s.TunnelIdleTimeout,
 		"tunnel-dial-timeout": s.TunnelDialTimeout, "read-header-timeout": s.ReadHeaderTimeout,
+		"key-ttl": s.KeyTTL, "key-remember-ttl": s.KeyRememberTTL, "link-code-ttl": s.LinkCodeTTL,
+		"session-idle-timeout": s.SessionIdleTimeout, "session-max-age": s.SessionMaxAge,
 	} {
 		if d <= 0 {
 			bad(name, "must be positive, got %s", d)
 		}
 	}
 	for name, n := range map[string]int{"ssh-keepalive-count": s.SSHKeepaliveCount,
-		"max-connections-per-key": s.MaxConnsPerKey, "max-tunnels-per-key": s.MaxTunnelsPerKey} {
+		"max-connections-per-user": s.MaxConnsPerOwner, "max-tunnels-per-user": s.MaxTunnelsPerUser} {
 		if n <= 0 {
 			bad(name, "must be at least 1, got %d", n)
 		}

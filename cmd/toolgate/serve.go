@@ -39,9 +39,17 @@ type server struct {
 	admin  *http.Server
 	caPath string
 
-	httpsL, sshL, httpL, adminL net.Listener
-	ready                       chan struct{}
-	stopSweeps                  context.CancelFunc
+	accounts *web.Accounts
+	sessions *web.Sessions
+	links    *web.KeyLinks
+	// bootstrapLink is the first admin's one-time sign-in link, printed in the banner; empty
+	// once the installation has a usable account.
+	bootstrapLink string
+	adminSock     *http.Server
+
+	httpsL, sshL, httpL, adminL, adminSockL net.Listener
+	ready                                   chan struct{}
+	stopSweeps                              context.CancelFunc
 }
 
 // serve runs toolgate until ctx ends, then shuts down gracefully: new connections are refused,
@@ -68,7 +76,7 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 	if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("setting data-dir: %w", err)
 	}
-	srv.store, err = data.Open(data.Config{Path: filepath.Join(s.DataDir, "toolgate.db"), Logger: log})
+	srv.store, err = data.Open(data.Config{Path: filepath.Join(s.DataDir, dbFileName), Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +90,7 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		Domain:             s.TunnelDomain,
 		Names:              srv.store,
 		Reserved:           s.ReservedNames,
-		MaxTunnelsPerOwner: s.MaxTunnelsPerKey,
+		MaxTunnelsPerOwner: s.MaxTunnelsPerUser,
 		Logger:             log,
 	})
 	if err != nil {
@@ -119,20 +127,16 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		}
 	}
 
-	if err := srv.newCerts(ctx); err != nil {
+	// The admin socket is taken before anything is served: a second server started on the same
+	// data directory has already failed on the database lock, so the socket is ours.
+	if srv.adminSockL, err = listenAdminSocket(s.DataDir); err != nil {
 		return nil, err
 	}
 
-	front, err := web.NewFront(web.FrontConfig{
-		Domain:         s.Domain,
-		TunnelDomain:   s.TunnelDomain,
-		Tunnels:        srv.reg,
-		Proxy:          srv.proxy,
-		Apex:           web.NewApex(web.ApexConfig{Domain: s.Domain, SSHCommand: srv.sshCommand(), CAPath: srv.caPath}),
-		AllowedOrigins: []string(s.AllowedOrigins),
-		Logger:         log,
-	})
-	if err != nil {
+	if err := srv.newCerts(ctx); err != nil {
+		return nil, err
+	}
+	if err := srv.newIdentity(ctx); err != nil {
 		return nil, err
 	}
 
@@ -154,9 +158,28 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		HandshakeTimeout:  s.SSHHandshakeTimeout,
 		KeepaliveInterval: s.SSHKeepaliveInterval,
 		KeepaliveCountMax: s.SSHKeepaliveCount,
-		MaxConnsPerKey:    s.MaxConnsPerKey,
+		MaxConnsPerOwner:  s.MaxConnsPerOwner,
 		Ciphers:           []string(s.SSHCiphers),
+		Linker:            keyLinker{srv.links},
+		LinkTimeout:       s.LinkCodeTTL + time.Minute,
+		KeyUsed:           newKeyUses(srv.store, log).record,
 		Logger:            log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	front, err := web.NewFront(web.FrontConfig{
+		Domain:       s.Domain,
+		TunnelDomain: s.TunnelDomain,
+		Tunnels:      srv.reg,
+		Proxy:        srv.proxy,
+		Apex: web.NewApex(web.ApexConfig{
+			Domain: s.Domain, SSHCommand: srv.sshCommand(), CAPath: srv.caPath,
+			Sessions: srv.sessions, Accounts: srv.accounts, Links: srv.links, KeyCloser: srv.ssh,
+		}),
+		AllowedOrigins: []string(s.AllowedOrigins),
+		Logger:         log,
 	})
 	if err != nil {
 		return nil, err
@@ -189,6 +212,13 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		})
 		go srv.run("admin", func() error { return srv.admin.Serve(srv.adminL) })
 	}
+	srv.adminSock = &http.Server{
+		Handler: adminSocketHandler(func() adminEnv {
+			return adminEnv{store: srv.store, accounts: srv.accounts, closer: srv.ssh, keyTTL: s.KeyTTL}
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go srv.run("admin socket", func() error { return srv.adminSock.Serve(srv.adminSockL) })
 	// Only now that the HTTPS (and HTTP) servers answer can ACME validate us: TLS-ALPN-01 is
 	// answered by the HTTPS listener's handshakes, HTTP-01 by the HTTP handler.
 	if err := srv.certs.Start(ctx); err != nil {
@@ -196,7 +226,16 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 	}
 	sweepCtx, stopSweeps := context.WithCancel(context.Background())
 	srv.stopSweeps = stopSweeps
-	go srv.store.RunSweeps(sweepCtx, data.SweepConfig{NamesInUse: srv.reg.InUse})
+	go srv.store.RunSweeps(sweepCtx, data.SweepConfig{
+		NamesInUse: srv.reg.InUse,
+		// A link that lapses ends its connections, as a revoke does: the key must be
+		// approved again, and an open session would otherwise outlive the approval.
+		KeysExpired: func(keys []data.SSHKey) {
+			for _, k := range keys {
+				srv.ssh.CloseKey(k.Fingerprint, "this SSH key's link expired; reconnect to approve it again")
+			}
+		},
+	})
 
 	close(srv.ready)
 	log.Info("toolgate serving",
@@ -229,18 +268,57 @@ func addrString(l net.Listener) string {
 	return l.Addr().String()
 }
 
-// authenticator picks who may open tunnels: an authorized_keys file, or in development any key.
+// authenticator decides who may open tunnels: keys linked to users, each tunnel owned by the
+// key's user; with an authorized_keys file, only keys listed there, and they too must be linked.
 func (srv *server) authenticator() (sshd.Authenticator, error) {
+	users := sshd.UserKeys{Keys: srv.store}
 	if srv.s.AuthorizedKeys == "" {
-		srv.log.Warn("development mode: any SSH key may open tunnels (set authorized-keys to restrict)")
-		return sshd.AnyKey{}, nil
+		return users, nil
 	}
 	a, err := sshd.NewAuthorizedKeys(srv.s.AuthorizedKeys)
 	if err != nil {
 		return nil, fmt.Errorf("setting authorized-keys: %w", err)
 	}
-	srv.log.Info("ssh keys loaded", "file", srv.s.AuthorizedKeys, "keys", a.Len())
-	return a, nil
+	srv.log.Info("ssh key allow-list loaded", "file", srv.s.AuthorizedKeys, "keys", a.Len())
+	return sshd.Both{a, users}, nil
+}
+
+// newIdentity sets up accounts, browser sessions and key linking, and makes sure a new
+// installation has someone who can sign in.
+func (srv *server) newIdentity(ctx context.Context) error {
+	s, base := srv.s, srv.publicURL(srv.s.Domain)
+	var err error
+	if srv.accounts, err = web.NewAccounts(web.AccountsConfig{Store: srv.store, BaseURL: base}); err != nil {
+		return err
+	}
+	secret, err := web.LoadSessionSecret(ctx, srv.store)
+	if err != nil {
+		return err
+	}
+	srv.sessions, err = web.NewSessions(web.SessionsConfig{
+		Store: srv.store, Secret: secret,
+		IdleTimeout: s.SessionIdleTimeout, MaxAge: s.SessionMaxAge,
+		Logger: srv.log,
+	})
+	if err != nil {
+		return err
+	}
+	srv.links, err = web.NewKeyLinks(web.KeyLinksConfig{
+		Store: srv.store, BaseURL: base,
+		CodeTTL: s.LinkCodeTTL, KeyTTL: s.KeyTTL, RememberTTL: s.KeyRememberTTL,
+		Logger: srv.log,
+	})
+	if err != nil {
+		return err
+	}
+	if srv.bootstrapLink, err = srv.accounts.Bootstrap(ctx); err != nil {
+		return err
+	}
+	if srv.bootstrapLink != "" {
+		// Not the link itself: logs are kept and shipped, and the link is a credential.
+		srv.log.Info("first start: created the admin account; its sign-in link is printed on standard output")
+	}
+	return nil
 }
 
 // newCerts sets up certificates: a local CA for .localhost domains, ACME otherwise.
@@ -353,7 +431,12 @@ func (srv *server) printBanner(w io.Writer) {
 	if srv.publicHTTPSPort() != 443 {
 		fmt.Fprintf(w, "  (at %s)\n", srv.publicURL(srv.s.Domain))
 	}
+	if srv.bootstrapLink != "" {
+		fmt.Fprintf(w, "\nSign in as the administrator and set a password (link valid 15 minutes, once):\n\n    %s\n", srv.bootstrapLink)
+		fmt.Fprintf(w, "\nAdd people with: toolgate user add EMAIL\n")
+	}
 	fmt.Fprintf(w, "\nPut a local MCP server on the internet:\n\n    %s\n\n", srv.sshCommand())
+	fmt.Fprintf(w, "The first time a key connects, ssh shows a link to approve it in the browser.\n\n")
 	if srv.caPath != "" {
 		fmt.Fprintf(w, "Development CA (trust it, or pass it to your client): %s\n", srv.caPath)
 		fmt.Fprintf(w, "  curl:  curl --cacert %s https://NAME.%s:%d/mcp\n", srv.caPath, srv.s.TunnelDomain, srv.publicHTTPSPort())
@@ -388,6 +471,9 @@ func (srv *server) shutdown(grace time.Duration) error {
 	if srv.admin != nil {
 		srv.admin.Close()
 	}
+	if srv.adminSock != nil {
+		srv.adminSock.Close()
+	}
 	srv.closeAll()
 	return errors.Join(errs...)
 }
@@ -397,7 +483,7 @@ func (srv *server) closeAll() {
 	if srv.stopSweeps != nil {
 		srv.stopSweeps()
 	}
-	for _, l := range []net.Listener{srv.httpsL, srv.sshL, srv.httpL, srv.adminL} {
+	for _, l := range []net.Listener{srv.httpsL, srv.sshL, srv.httpL, srv.adminL, srv.adminSockL} {
 		if l != nil {
 			l.Close()
 		}

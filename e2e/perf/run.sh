@@ -130,6 +130,11 @@ ca=$work/tg/ca.pem
 for _ in $(seq 50); do [ -s "$ca" ] && break; sleep 0.1; done
 ssh-keygen -q -t ed25519 -N "" -f "$work/key-load"
 ssh-keygen -q -t ed25519 -N "" -f "$work/key-setup"
+# toolgate accepts linked keys only: link both to one user, as an operator would.
+"$work/toolgate" user add --data-dir "$work/tg" bench@bench.test >/dev/null
+for k in key-load key-setup; do
+  "$work/toolgate" key add --data-dir "$work/tg" --user bench@bench.test "$work/$k.pub" >/dev/null
+done
 sshopts=(-F /dev/null -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no
   -o UserKnownHostsFile=/dev/null -o ExitOnForwardFailure=yes -o LogLevel=ERROR)
 # ssh -N prints nothing, so learn each key's random name once with -T; toolgate gives the same
@@ -173,13 +178,15 @@ echo "== scale: $SCALE_N idle tunnels on a fresh toolgate"
 stop "$ssh_load_pid"
 stop "$tg_pid"
 start toolgate-scale "$work/toolgate" serve --data-dir "$work/tg-scale" --https-listen "127.0.0.1:$HTTPS2" \
-  --ssh-listen "127.0.0.1:$SSHP2" --admin-listen "127.0.0.1:$ADMIN2" --log-level warn
+  --ssh-listen "127.0.0.1:$SSHP2" --admin-listen "127.0.0.1:$ADMIN2" --log-level warn \
+  --max-connections-per-user "$SCALE_N" --max-tunnels-per-user "$SCALE_N"
 for _ in $(seq 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$ADMIN2") 2>/dev/null && { exec 3>&- 3<&-; break; }
   sleep 0.1
 done
 sleep 1
-"$lg" scale -ssh "127.0.0.1:$SSHP2" -admin "127.0.0.1:$ADMIN2" -n "$SCALE_N" -par 8 -out "$res"
+"$lg" scale -ssh "127.0.0.1:$SSHP2" -admin "127.0.0.1:$ADMIN2" -admin-socket "$work/tg-scale/admin.sock" \
+  -n "$SCALE_N" -par 8 -out "$res"
 
 # --- wrk cross-check of (a) and (b): a C client that costs less CPU than loadgen ---------------
 if [ "$have_wrk" = 1 ]; then

@@ -810,6 +810,34 @@ func runSetup(args []string) error {
 // scale: n SSH connections, each with its own key and one tunnel (client.Listen on 0.0.0.0:0),
 // opened at most par at a time; toolgate's /metrics before and after.
 
+// adminRun runs a `toolgate user|key` command over a running server's admin socket.
+func adminRun(sock string, args ...string) (string, error) {
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}}
+	defer client.CloseIdleConnections()
+	body, _ := json.Marshal(map[string]any{"args": args})
+	resp, err := client.Post("http://toolgate/run", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Stdout, Stderr string
+		Code           int
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return "", fmt.Errorf("admin socket: %s: %w", resp.Status, err)
+	}
+	if out.Code != 0 {
+		return out.Stdout, fmt.Errorf("toolgate %s: %s", strings.Join(args[:2], " "), strings.TrimSpace(out.Stderr))
+	}
+	return out.Stdout, nil
+}
+
 func runScale(args []string) error {
 	fs := flag.NewFlagSet("scale", flag.ExitOnError)
 	sshAddr := fs.String("ssh", "127.0.0.1:2222", "toolgate SSH address")
@@ -818,12 +846,10 @@ func runScale(args []string) error {
 	par := fs.Int("par", 8, "connections being opened at once (toolgate allows 16 handshakes per IP)")
 	settle := fs.Duration("settle", 3*time.Second, "wait after the last tunnel before reading metrics")
 	out := fs.String("out", "-", "JSONL results file (append)")
+	sock := fs.String("admin-socket", "", "toolgate's admin socket (DATA-DIR/admin.sock), to link the keys")
+	user := fs.String("user", "scale@bench.test", "the user the keys are linked to")
 	fs.Parse(args)
 	rec, err := openRecorder(*out)
-	if err != nil {
-		return err
-	}
-	before, err := metrics(*admin)
 	if err != nil {
 		return err
 	}
@@ -833,6 +859,23 @@ func runScale(args []string) error {
 		if signers[i], err = ssh.NewSignerFromKey(priv); err != nil {
 			return err
 		}
+	}
+	// toolgate accepts only linked keys; link them all to one user as `toolgate key add` would,
+	// before the baseline is read.
+	if *sock != "" {
+		if _, err := adminRun(*sock, "user", "add", *user); err != nil && !strings.Contains(err.Error(), "already exists") {
+			return err
+		}
+		for _, sg := range signers {
+			line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sg.PublicKey())))
+			if _, err := adminRun(*sock, "key", "add", "--user", *user, "--ttl", "0", line); err != nil {
+				return err
+			}
+		}
+	}
+	before, err := metrics(*admin)
+	if err != nil {
+		return err
 	}
 	clients := make([]*ssh.Client, *n)
 	var next atomic.Int64
