@@ -52,7 +52,13 @@ func (s *Server) partialLink(nc net.Conn, key ssh.PublicKey, attempt *linkAttemp
 			}
 			perms, err := s.link(nc, meta, key, client)
 			if err != nil {
+				// Later attempts fail with the bare error: the banner saying why was shown once,
+				// and OpenSSH retries keyboard-interactive up to NumberOfPasswordPrompts times.
 				attempt.err = err
+				var be *ssh.BannerError
+				if errors.As(err, &be) {
+					attempt.err = be.Err
+				}
 			}
 			return perms, err
 		},
