@@ -387,3 +387,36 @@ func BenchmarkLookup(b *testing.B) {
 		b.Fatalf("%d writes", n)
 	}
 }
+
+// BenchmarkLoad is the session middleware as a page request pays for it, against the same
+// request without a session cookie in the same run: the difference is the session lookup.
+// Neither writes to the database (checked).
+func BenchmarkLoad(b *testing.B) {
+	f := newSessionFixture(b, 0, 0)
+	c := f.start()
+	h := f.sessions.Load(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, u := SessionFromContext(r.Context()); u == nil && r.Header.Get("Cookie") != "" {
+			b.Fatal("signed-in request without a user")
+		}
+	}))
+	for _, tc := range []struct {
+		name   string
+		cookie *http.Cookie
+	}{{"anonymous", nil}, {"signed-in", c}} {
+		b.Run(tc.name, func(b *testing.B) {
+			r := httptest.NewRequest("GET", "https://d/keys", nil)
+			if tc.cookie != nil {
+				r.AddCookie(tc.cookie)
+			}
+			w := httptest.NewRecorder()
+			before := f.store.touches.Load()
+			b.ReportAllocs()
+			for b.Loop() {
+				h.ServeHTTP(w, r)
+			}
+			if n := f.store.touches.Load() - before; n != 0 {
+				b.Fatalf("%d writes", n)
+			}
+		})
+	}
+}
