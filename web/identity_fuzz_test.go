@@ -102,4 +102,3 @@ func FuzzLinkCode(f *testing.F) {
 		}
 	})
 }
-
