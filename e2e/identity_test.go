@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -219,4 +220,69 @@ func (in *instance) liveTunnelHost(t *testing.T) string {
 		return ""
 	}
 	return m[len(m)-1][1] + "." + in.domain
+}
+
+// toolgateCLI runs the toolgate binary's account and key commands against the instance's data
+// directory, as an operator on the same machine does; with the server running they go through
+// its admin socket.
+func (in *instance) toolgateCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(toolgateBin, append(args, "--data-dir", in.dataDir)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("toolgate %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestNamesFollowTheUser: names belong to people, not keys. A name claimed with one key is
+// granted to the same person's other key, also with a random name given back, and refused to
+// someone else's key. Disabling the person with the CLI closes their connections.
+func TestNamesFollowTheUser(t *testing.T) {
+	t.Parallel()
+	in := startToolgate(t)
+	port := localServer(t, say("mine"), 0)
+	in.toolgateCLI(t, "user", "add", "ada@example.com")
+	laptop, desktop := sshtest.NewKey(t), sshtest.NewKey(t)
+	in.linkKeyTo(laptop, "ada@example.com")
+	in.linkKeyTo(desktop, "ada@example.com")
+	fwd := []string{"-T", "-R", fmt.Sprintf("ada:80:127.0.0.1:%d", port), "-R", fmt.Sprintf("0:127.0.0.1:%d", port)}
+
+	first := in.sshClient(laptop, fwd)
+	before := tunnelHost(t, first, 2)
+	first.Kill()
+	waitFor(t, 10*time.Second, "the laptop's tunnels to close", func() bool { return in.metric("toolgate_tunnels") == 0 })
+
+	second := in.sshClient(desktop, fwd)
+	after := tunnelHost(t, second, 2)
+	if before[0] != after[0] || before[1] != after[1] {
+		t.Fatalf("names with the laptop's key %v, with the desktop's %v: the same person should get the same names", before, after)
+	}
+	if code, body := getStatus(t, quickClient(t, in), in.url(after[0], "/")); code != 200 || body != "mine" {
+		t.Fatalf("%s with the second key: %d %q", after[0], code, body)
+	}
+
+	stranger := in.sshClient(sshtest.NewKey(t), []string{"-T", "-R", fmt.Sprintf("ada:80:127.0.0.1:%d", port)})
+	if code := stranger.Wait(10 * time.Second); code == 0 {
+		t.Fatalf("another person's key got ada:\n%s", stranger.Output())
+	}
+
+	out := in.toolgateCLI(t, "user", "disable", "ada@example.com")
+	if !strings.Contains(out, "1 SSH connection(s) closed") {
+		t.Fatalf("user disable: %s", out)
+	}
+	if code := second.Wait(10 * time.Second); code == 0 {
+		t.Fatalf("ssh of a disabled user exited 0:\n%s", second.Output())
+	}
+	if !strings.Contains(second.Output(), "your account was disabled") {
+		t.Errorf("the disabled user's terminal was not told why:\n%s", second.Output())
+	}
+	// And the key no longer connects, with a reason.
+	again := sshtest.Start(t, sshtest.Options{Key: desktop, Port: in.ssh, Args: fwd})
+	if code := again.Wait(10 * time.Second); code == 0 {
+		t.Fatalf("a disabled user's key connected:\n%s", again.Output())
+	}
+	if !strings.Contains(again.Output(), "disabled") {
+		t.Errorf("a disabled user's key was refused without a reason:\n%s", again.Output())
+	}
 }
