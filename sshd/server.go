@@ -308,7 +308,7 @@ func (s *Server) handle(nc net.Conn) {
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 
-	s.cfg.Logger.Info("ssh connected", "owner", id.Owner, "remote", nc.RemoteAddr().String(), "client", string(sc.ClientVersion()))
+	s.cfg.Logger.Info("ssh connected", "owner", id.Owner, "user", id.Display, "key", c.keyFP, "remote", nc.RemoteAddr().String(), "client", string(sc.ClientVersion()))
 	c.serve(chans, reqs)
 
 	s.mu.Lock()
