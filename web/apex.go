@@ -29,10 +29,16 @@ type ApexConfig struct {
 	Links *KeyLinks
 	// KeyCloser closes a revoked key's live SSH connections. Default nil: nothing to close.
 	KeyCloser KeyCloser
+	// OIDC enables sign-in through an upstream OpenID Connect provider: a "Sign in with NAME"
+	// link on /signin, /signin/oidc (which sends the browser to the provider) and
+	// OIDCCallbackPath (where it comes back). Used only with Sessions. With OIDC and no
+	// Accounts, /signin shows that link alone; it does not redirect by itself, so that a
+	// refused sign-in does not loop through the provider. Default nil: no upstream provider.
+	OIDC *OIDC
 }
 
 // apex holds the apex's configuration and the state its handlers share; the handlers live in
-// signin.go, linking.go and keyspage.go.
+// signin.go, oidc.go, linking.go and keyspage.go.
 type apex struct {
 	cfg ApexConfig
 
@@ -43,7 +49,8 @@ type apex struct {
 }
 
 // NewApex returns the handler for https://D: the home page and, with Sessions configured,
-// sign-in, key linking and the key list.
+// sign-in (local accounts, an upstream OpenID Connect provider, or both), key linking and the
+// key list.
 //
 // Every response carries headers for pages that hold tokens: no caching, no framing (the
 // sign-in and approval forms must not be clickjacked), no Referer beyond this origin (sign-in
@@ -70,8 +77,14 @@ func NewApex(cfg ApexConfig) http.Handler {
 	r.Get("/", a.home)
 	if s := cfg.Sessions; s != nil {
 		r.Post("/signout", a.signOut)
-		if cfg.Accounts != nil {
+		if cfg.Accounts != nil || cfg.OIDC != nil {
 			r.Get("/signin", a.signinForm)
+		}
+		if cfg.OIDC != nil {
+			r.Get("/signin/oidc", a.oidcStart)
+			r.Get(OIDCCallbackPath, a.oidcCallback)
+		}
+		if cfg.Accounts != nil {
 			r.Post("/signin", a.signinSubmit)
 			r.Get("/signin/t/{token}", a.linkSigninForm)
 			r.Post("/signin/t/{token}", a.linkSigninSubmit)
@@ -113,7 +126,7 @@ func (a *apex) base(w http.ResponseWriter, r *http.Request, title string) pageBa
 		_, p.User = SessionFromContext(r.Context())
 		p.CSRF = s.CSRFToken(w, r)
 		p.Flash = s.takeFlash(w, r)
-		p.Nav.SignIn = a.cfg.Accounts != nil
+		p.Nav.SignIn = a.cfg.Accounts != nil || a.cfg.OIDC != nil
 		p.Nav.Keys = a.cfg.Links != nil
 	}
 	return p

@@ -43,6 +43,7 @@ label{display:block;margin:.8rem 0 .2rem}
 label.check{display:flex;gap:.5rem;align-items:center}
 input[type=email],input[type=password]{box-sizing:border-box;width:100%;max-width:26rem;padding:.45rem;font:inherit}
 button{font:inherit;padding:.4rem 1rem;margin:1rem .5rem 0 0;cursor:pointer}
+a.button{display:inline-block;padding:.4rem 1rem;border:1px solid #06c;border-radius:4px;text-decoration:none}
 button.link{background:none;border:none;padding:0;margin:0;color:#06c;text-decoration:underline}
 button.danger{color:#a00}
 .flash{background:#e8f5e9;padding:.6rem .8rem;border-radius:4px}
@@ -75,14 +76,22 @@ var homePage = page(`{{define "content"}}<h1>Put a local MCP server on the inter
 (or pass it to your client, e.g. <code>NODE_EXTRA_CA_CERTS</code>).</p>{{end}}
 {{end}}`)
 
+// signinPage offers the upstream provider (a plain link: its GET starts the sign-in), the
+// password form, or both.
 var signinPage = page(`{{define "content"}}<h1>Sign in</h1>
+{{- if .OIDCName}}
+<p><a class="button" href="/signin/oidc?next={{.Next}}">Sign in with {{.OIDCName}}</a></p>
+{{- end}}
+{{- if .Password}}
+{{if .OIDCName}}<p class="muted">Or with a toolgate password:</p>{{end}}
 <form method="post" action="/signin">
 <input type="hidden" name="csrf" value="{{.CSRF}}"><input type="hidden" name="next" value="{{.Next}}">
-<label for="email">Email</label><input type="email" id="email" name="email" value="{{.Email}}" autocomplete="username" required autofocus>
+<label for="email">Email</label><input type="email" id="email" name="email" value="{{.Email}}" autocomplete="username" required{{if not .OIDCName}} autofocus{{end}}>
 <label for="password">Password</label><input type="password" id="password" name="password" autocomplete="current-password" required>
 <div><button>Sign in</button></div>
 </form>
 <p class="muted">No password yet? Ask an administrator for a sign-in link.</p>
+{{- end}}
 {{end}}`)
 
 var signinLinkPage = page(`{{define "content"}}<h1>Sign in to toolgate</h1>

@@ -120,10 +120,21 @@ func (a *apex) now() time.Time {
 type signinData struct {
 	pageBase
 	Next, Email string
+	OIDCName    string // the upstream provider's name; "" without one
+	Password    bool   // local accounts: show the password form
+}
+
+// newSigninData fills in what every rendering of the sign-in page needs.
+func (a *apex) newSigninData(w http.ResponseWriter, r *http.Request, next string) signinData {
+	d := signinData{pageBase: a.base(w, r, "Sign in"), Next: next, Password: a.cfg.Accounts != nil}
+	if a.cfg.OIDC != nil {
+		d.OIDCName = a.cfg.OIDC.Name()
+	}
+	return d
 }
 
 func (a *apex) signinForm(w http.ResponseWriter, r *http.Request) {
-	render(w, r, http.StatusOK, signinPage, signinData{pageBase: a.base(w, r, "Sign in"), Next: safeNext(r.URL.Query().Get("next"))})
+	render(w, r, http.StatusOK, signinPage, a.newSigninData(w, r, safeNext(r.URL.Query().Get("next"))))
 }
 
 // signinSubmit checks an email and password. Failures are limited per account and per client
@@ -178,8 +189,8 @@ func (a *apex) signinFailed(w http.ResponseWriter, r *http.Request, status int, 
 		writeError(w, r, status, code, msg)
 		return
 	}
-	d := signinData{pageBase: a.base(w, r, "Sign in"), Next: next, Email: email}
-	d.Error = msg
+	d := a.newSigninData(w, r, next)
+	d.Email, d.Error = email, msg
 	render(w, r, status, signinPage, d)
 }
 

@@ -61,8 +61,23 @@ type settings struct {
 	AllowedOrigins        stringList
 	ReservedNames         stringList
 
+	OIDCIssuer          string
+	OIDCClientID        string
+	OIDCClientSecret    string // as configured: env:NAME, file:PATH or the secret itself
+	OIDCScopes          stringList
+	OIDCGroupsClaim     string
+	OIDCAllowedDomains  stringList
+	OIDCProvisionedOnly bool
+	OIDCName            string
+
 	LogLevel  string
 	LogFormat string
+
+	// oidcSecret is OIDCClientSecret resolved by loadSettings (see resolveSecret).
+	oidcSecret string
+	// oidcSecretLiteral reports that the secret was written into the config file or a flag
+	// itself; startup warns about it.
+	oidcSecretLiteral bool
 }
 
 // stringList is a comma-separated flag value; setting it replaces the whole list, so a flag
@@ -125,6 +140,15 @@ func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
 	fs.Var(&s.AllowedOrigins, "allowed-origins", "browser origins, besides a tunnel's own and the apex, allowed to call tunnels; host:* matches any port (default: http://localhost:*,http://127.0.0.1:*,http://[::1]:*)")
 	fs.Var(&s.ReservedNames, "reserved-names", "tunnel names nobody may take, in addition to the built-in list")
 
+	fs.StringVar(&s.OIDCIssuer, "oidc-issuer", "", "OpenID Connect issuer URL of the identity provider people sign in with (default: none, local accounts only)")
+	fs.StringVar(&s.OIDCClientID, "oidc-client-id", "", "client id at the identity provider; required with oidc-issuer")
+	fs.StringVar(&s.OIDCClientSecret, "oidc-client-secret", "", "client secret: env:NAME reads environment variable NAME, file:PATH reads a file; required with oidc-issuer")
+	fs.Var(&s.OIDCScopes, "oidc-scopes", "scopes to request (default: openid,email,profile; openid is always added)")
+	fs.StringVar(&s.OIDCGroupsClaim, "oidc-groups-claim", "groups", "ID token claim that lists the user's groups, refreshed at each sign-in (- for none)")
+	fs.Var(&s.OIDCAllowedDomains, "oidc-allowed-domains", "email domains allowed to sign in through the identity provider (default: any)")
+	fs.BoolVar(&s.OIDCProvisionedOnly, "oidc-provisioned-only", false, "only users that already exist (e.g. added with toolgate user add) may sign in through the identity provider")
+	fs.StringVar(&s.OIDCName, "oidc-name", "", `identity provider's name on the sign-in page, "Sign in with NAME" (default: the issuer's host)`)
+
 	fs.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&s.LogFormat, "log-format", "json", "json or text")
 	return fs
@@ -140,13 +164,16 @@ func envName(flagName string) string {
 func loadSettings(args []string, env func(string) (string, bool), out io.Writer) (*settings, error) {
 	s := &settings{}
 	fs := newFlagSet(s, out)
-	// First pass: only to learn --config (flags are parsed again at the end so they win).
+	// First pass: only to learn --config (flags are parsed again at the end so they win), and
+	// which settings the command line gives.
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
 	path := s.Config
 	if path == "" {
 		path, _ = env(envName("config"))
@@ -174,7 +201,62 @@ func loadSettings(args []string, env func(string) (string, bool), out io.Writer)
 		return nil, err
 	}
 	s.Config = path
-	return s, s.validate()
+	if err := s.validate(); err != nil {
+		return s, err
+	}
+	if s.OIDCIssuer != "" {
+		var err error
+		s.oidcSecret, s.oidcSecretLiteral, err = resolveSecret("oidc-client-secret", s.OIDCClientSecret, env, os.ReadFile)
+		if err != nil {
+			return s, err
+		}
+		// A literal in TOOLGATE_OIDC_CLIENT_SECRET is a secret kept in the environment,
+		// which is what env:NAME asks for too: only the file and flags get the warning.
+		if _, inEnv := env(envName("oidc-client-secret")); inEnv && !onCommandLine["oidc-client-secret"] {
+			s.oidcSecretLiteral = false
+		}
+	}
+	return s, nil
+}
+
+// resolveSecret returns the secret a secret setting names. "env:NAME" is the value of
+// environment variable NAME and "file:PATH" the content of the file, without surrounding
+// whitespace; either must exist and not be empty. Anything else is the secret itself, and
+// literal is true so that startup can warn: config files and command lines are read, copied
+// and shown by far more than the server. Errors name the setting and never hold the secret.
+func resolveSecret(setting, value string, env func(string) (string, bool), readFile func(string) ([]byte, error)) (secret string, literal bool, err error) {
+	switch {
+	case strings.HasPrefix(value, "env:"):
+		name := strings.TrimPrefix(value, "env:")
+		if name == "" {
+			return "", false, fmt.Errorf("setting %s: env: needs a variable name, as in env:NAME", setting)
+		}
+		v, ok := env(name)
+		if !ok {
+			return "", false, fmt.Errorf("setting %s: environment variable %s is not set", setting, name)
+		}
+		if v == "" {
+			return "", false, fmt.Errorf("setting %s: environment variable %s is empty", setting, name)
+		}
+		return v, false, nil
+	case strings.HasPrefix(value, "file:"):
+		path := strings.TrimPrefix(value, "file:")
+		if path == "" {
+			return "", false, fmt.Errorf("setting %s: file: needs a path, as in file:/run/secrets/NAME", setting)
+		}
+		b, err := readFile(path)
+		if err != nil {
+			return "", false, fmt.Errorf("setting %s: %w", setting, err)
+		}
+		v := strings.TrimSpace(string(b))
+		if v == "" {
+			return "", false, fmt.Errorf("setting %s: file %s is empty", setting, path)
+		}
+		return v, false, nil
+	case value == "":
+		return "", false, fmt.Errorf("setting %s: required", setting)
+	}
+	return value, true, nil
 }
 
 // applyFile sets every key of a YAML config file. Keys are the flag names; values are scalars,
@@ -326,7 +408,62 @@ func (s *settings) validate() error {
 			bad("allowed-origins", "%q is not an origin (scheme://host[:port])", o)
 		}
 	}
+	s.validateOIDC(bad)
 	return errors.Join(errs...)
+}
+
+// validateOIDC checks the oidc-* settings: with an issuer, its URL and the client; without
+// one, that no other oidc-* setting is given (it would do nothing, silently).
+func (s *settings) validateOIDC(bad func(name, format string, a ...any)) {
+	if s.OIDCIssuer == "" {
+		for name, set := range map[string]bool{
+			"oidc-client-id": s.OIDCClientID != "", "oidc-client-secret": s.OIDCClientSecret != "",
+			"oidc-scopes": len(s.OIDCScopes) > 0, "oidc-groups-claim": s.OIDCGroupsClaim != "groups",
+			"oidc-allowed-domains": len(s.OIDCAllowedDomains) > 0, "oidc-provisioned-only": s.OIDCProvisionedOnly,
+			"oidc-name": s.OIDCName != "",
+		} {
+			if set {
+				bad(name, "has no effect without oidc-issuer")
+			}
+		}
+		return
+	}
+	u, err := url.Parse(s.OIDCIssuer)
+	switch {
+	case err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "":
+		bad("oidc-issuer", "%q is not an issuer URL (https://HOST[/PATH])", s.OIDCIssuer)
+	case u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())):
+		bad("oidc-issuer", "%q must be https (http only for localhost)", s.OIDCIssuer)
+	}
+	if s.OIDCClientID == "" {
+		bad("oidc-client-id", "required with oidc-issuer")
+	}
+	if s.OIDCClientSecret == "" {
+		bad("oidc-client-secret", "required with oidc-issuer (env:NAME or file:PATH)")
+	}
+	if s.OIDCGroupsClaim == "" {
+		bad("oidc-groups-claim", `empty; give a claim name, or "-" for no groups`)
+	}
+	for i, d := range s.OIDCAllowedDomains {
+		d = strings.TrimPrefix(strings.ToLower(d), "@")
+		if d == "" || strings.ContainsAny(d, "@/: ") || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") {
+			bad("oidc-allowed-domains", "%q is not a domain name", s.OIDCAllowedDomains[i])
+		}
+		s.OIDCAllowedDomains[i] = d
+	}
+	for _, sc := range s.OIDCScopes {
+		if strings.ContainsAny(sc, " \"") {
+			bad("oidc-scopes", "%q is not a scope", sc)
+		}
+	}
+}
+
+// isLoopback reports whether host is this machine: localhost, *.localhost or a loopback IP.
+func isLoopback(host string) bool {
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	return isLocalDomain(strings.ToLower(host))
 }
 
 // useACME reports whether certificates come from ACME rather than the local CA.

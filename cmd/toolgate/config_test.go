@@ -85,6 +85,8 @@ func TestSettingsDefaults(t *testing.T) {
 		"limits at least one":   s.MaxConnsPerOwner >= 1 && s.MaxTunnelsPerUser >= 1 && s.SSHKeepaliveCount >= 1,
 		"public ports unset":    s.PublicHTTPSPort == 0 && s.PublicSSHPort == 0,
 		"no extra origins/name": len(s.AllowedOrigins) == 0 && len(s.ReservedNames) == 0,
+		"no OIDC":               s.OIDCIssuer == "" && s.OIDCClientID == "" && s.oidcSecret == "" && len(s.OIDCScopes) == 0,
+		"OIDC groups claim":     s.OIDCGroupsClaim == "groups" && !s.OIDCProvisionedOnly && len(s.OIDCAllowedDomains) == 0,
 	}
 	for what, ok := range want {
 		if !ok {
@@ -177,6 +179,13 @@ func TestSettingsConfigFromEnv(t *testing.T) {
 // TestSettingsEverySource: every flag is also a TOOLGATE_* variable and a YAML key, with the
 // same effect. A new flag without a value here fails the test, so none is forgotten.
 func TestSettingsEverySource(t *testing.T) {
+	// A literal secret would differ by source (only file and flag literals are warned about),
+	// so the secret comes from a file.
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	oidc := []string{"--oidc-issuer", "https://idp.example", "--oidc-client-id", "toolgate", "--oidc-client-secret", "file:" + secretFile}
 	values := map[string]struct {
 		val   string
 		extra []string // flags every variant also needs to be valid
@@ -212,6 +221,14 @@ func TestSettingsEverySource(t *testing.T) {
 		"read-header-timeout":      {val: "5s"},
 		"allowed-origins":          {val: "https://app.test,http://localhost:*"},
 		"reserved-names":           {val: "admin,www"},
+		"oidc-issuer":              {val: "https://idp.example/realms/x", extra: oidc[2:]},
+		"oidc-client-id":           {val: "tg", extra: append(slices.Clone(oidc[:2]), oidc[4:]...)},
+		"oidc-client-secret":       {val: "file:" + secretFile, extra: oidc[:4]},
+		"oidc-scopes":              {val: "openid,groups", extra: oidc},
+		"oidc-groups-claim":        {val: "roles", extra: oidc},
+		"oidc-allowed-domains":     {val: "example.com,example.org", extra: oidc},
+		"oidc-provisioned-only":    {val: "true", extra: oidc},
+		"oidc-name":                {val: "Example SSO", extra: oidc},
 		"log-level":                {val: "debug"},
 		"log-format":               {val: "text"},
 	}
@@ -375,6 +392,26 @@ func TestSettingsErrors(t *testing.T) {
 			want: []string{"setting allowed-origins", `"localhost:3000"`}},
 		{name: "several bad settings at once", args: []string{"--log-format", "xml", "--ssh-keepalive-count", "0"},
 			want: []string{"setting log-format", "setting ssh-keepalive-count"}},
+		{name: "oidc client id without issuer", args: []string{"--oidc-client-id", "tg"},
+			want: []string{"setting oidc-client-id", "without oidc-issuer"}},
+		{name: "oidc secret without issuer", env: map[string]string{"TOOLGATE_OIDC_CLIENT_SECRET": "env:X"},
+			want: []string{"setting oidc-client-secret", "without oidc-issuer"}},
+		{name: "oidc domains without issuer", file: "oidc-allowed-domains: [example.com]\n",
+			want: []string{"setting oidc-allowed-domains", "without oidc-issuer"}},
+		{name: "oidc issuer alone", args: []string{"--oidc-issuer", "https://idp.example"},
+			want: []string{"setting oidc-client-id", "setting oidc-client-secret"}},
+		{name: "oidc issuer over http", args: []string{"--oidc-issuer", "http://idp.example", "--oidc-client-id", "tg", "--oidc-client-secret", "env:S"},
+			want: []string{"setting oidc-issuer", "https"}},
+		{name: "oidc issuer not a URL", args: []string{"--oidc-issuer", "idp.example", "--oidc-client-id", "tg", "--oidc-client-secret", "env:S"},
+			want: []string{"setting oidc-issuer", `"idp.example"`}},
+		{name: "oidc secret variable missing", args: []string{"--oidc-issuer", "https://idp.example", "--oidc-client-id", "tg", "--oidc-client-secret", "env:TG_IDP_SECRET"},
+			want: []string{"setting oidc-client-secret", "TG_IDP_SECRET", "not set"}},
+		{name: "oidc secret file missing", args: []string{"--oidc-issuer", "https://idp.example", "--oidc-client-id", "tg", "--oidc-client-secret", "file:/nonexistent/secret"},
+			want: []string{"setting oidc-client-secret", "/nonexistent/secret"}},
+		{name: "oidc allowed domain", args: []string{"--oidc-issuer", "https://idp.example", "--oidc-client-id", "tg", "--oidc-client-secret", "env:S", "--oidc-allowed-domains", "example.com/x"},
+			env: map[string]string{"S": "x"}, want: []string{"setting oidc-allowed-domains", `"example.com/x"`}},
+		{name: "oidc groups claim empty", args: []string{"--oidc-issuer", "https://idp.example", "--oidc-client-id", "tg", "--oidc-client-secret", "env:S", "--oidc-groups-claim", ""},
+			env: map[string]string{"S": "x"}, want: []string{"setting oidc-groups-claim"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -473,6 +510,9 @@ func TestRun(t *testing.T) {
 			code: 2, stderr: []string{"toolgate: ", "setting log-format"}},
 		{name: "bad config file", args: []string{"serve", "--config", "/nonexistent/toolgate.yaml"},
 			code: 2, stderr: []string{"toolgate: config file"}},
+		{name: "oidc secret from a missing variable", args: []string{"serve"},
+			env:  map[string]string{"TOOLGATE_OIDC_ISSUER": "https://idp.example", "TOOLGATE_OIDC_CLIENT_ID": "tg", "TOOLGATE_OIDC_CLIENT_SECRET": "env:NOPE"},
+			code: 2, stderr: []string{"toolgate: setting oidc-client-secret: environment variable NOPE is not set"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -492,4 +532,99 @@ func TestRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestResolveSecret: env:NAME and file:PATH are read (errors name the setting, never a
+// secret); anything else is the secret itself, flagged as a literal.
+func TestResolveSecret(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good, empty := write("good", "  from-the-file\n"), write("empty", "\n")
+	env := envOf(map[string]string{"IDP_SECRET": "from-the-env", "BLANK": ""})
+	for _, tc := range []struct {
+		value, want string
+		literal     bool
+		err         []string // substrings of the error; nil: no error
+	}{
+		{value: "env:IDP_SECRET", want: "from-the-env"},
+		{value: "file:" + good, want: "from-the-file"},
+		{value: "hunter2-literal", want: "hunter2-literal", literal: true},
+		{value: "Env:IDP_SECRET", want: "Env:IDP_SECRET", literal: true}, // prefixes are case-sensitive
+		{value: "env:MISSING", err: []string{"setting oidc-client-secret", "MISSING", "not set"}},
+		{value: "env:BLANK", err: []string{"setting oidc-client-secret", "BLANK", "empty"}},
+		{value: "env:", err: []string{"setting oidc-client-secret", "env:NAME"}},
+		{value: "file:" + filepath.Join(dir, "missing"), err: []string{"setting oidc-client-secret", filepath.Join(dir, "missing")}},
+		{value: "file:" + empty, err: []string{"setting oidc-client-secret", empty, "empty"}},
+		{value: "file:", err: []string{"setting oidc-client-secret", "file:"}},
+		{value: "", err: []string{"setting oidc-client-secret", "required"}},
+	} {
+		got, literal, err := resolveSecret("oidc-client-secret", tc.value, env, os.ReadFile)
+		if tc.err == nil {
+			if err != nil || got != tc.want || literal != tc.literal {
+				t.Errorf("%q: got %q literal %v err %v, want %q literal %v", tc.value, got, literal, err, tc.want, tc.literal)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%q: got %q, want an error", tc.value, got)
+			continue
+		}
+		for _, w := range tc.err {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: error %q does not mention %q", tc.value, err, w)
+			}
+		}
+		if strings.Contains(err.Error(), "from-the-") {
+			t.Errorf("%q: error %q holds a secret", tc.value, err)
+		}
+	}
+}
+
+// TestSettingsOIDCSecret: the secret is resolved at load time; a literal in the config file or
+// on the command line is flagged for the startup warning, one in TOOLGATE_OIDC_CLIENT_SECRET
+// (a secret kept in the environment) is not.
+func TestSettingsOIDCSecret(t *testing.T) {
+	base := []string{"--oidc-issuer", "https://idp.example", "--oidc-client-id", "tg"}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		file    string
+		env     map[string]string
+		want    string
+		literal bool
+	}{
+		{name: "env reference", args: []string{"--oidc-client-secret", "env:IDP"}, env: map[string]string{"IDP": "abc"}, want: "abc"},
+		{name: "literal flag", args: []string{"--oidc-client-secret", "abc"}, want: "abc", literal: true},
+		{name: "literal in the file", file: "oidc-client-secret: abc\n", want: "abc", literal: true},
+		{name: "literal in TOOLGATE_OIDC_CLIENT_SECRET", env: map[string]string{"TOOLGATE_OIDC_CLIENT_SECRET": "abc"}, want: "abc"},
+		{name: "flag over the variable", args: []string{"--oidc-client-secret", "xyz"},
+			env: map[string]string{"TOOLGATE_OIDC_CLIENT_SECRET": "abc"}, want: "xyz", literal: true},
+		{name: "variable over the file", file: "oidc-client-secret: abc\n",
+			env: map[string]string{"TOOLGATE_OIDC_CLIENT_SECRET": "env:IDP", "IDP": "def"}, want: "def"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append(slices.Clone(base), tc.args...)
+			if tc.file != "" {
+				args = append(args, "--config", configFile(t, tc.file))
+			}
+			s := mustLoad(t, args, tc.env)
+			if s.oidcSecret != tc.want || s.oidcSecretLiteral != tc.literal {
+				t.Errorf("secret %q literal %v, want %q literal %v", s.oidcSecret, s.oidcSecretLiteral, tc.want, tc.literal)
+			}
+		})
+	}
+	// Allowed domains are normalized; "-" turns groups off.
+	s := mustLoad(t, append(slices.Clone(base), "--oidc-client-secret", "env:IDP", "--oidc-allowed-domains", "@Example.COM, example.org",
+		"--oidc-groups-claim", "-"), map[string]string{"IDP": "x"})
+	if strings.Join(s.OIDCAllowedDomains, ",") != "example.com,example.org" || s.OIDCGroupsClaim != "-" {
+		t.Errorf("domains %q groups claim %q", s.OIDCAllowedDomains, s.OIDCGroupsClaim)
+	}
+	// http is fine for a loopback issuer (development).
+	mustLoad(t, []string{"--oidc-issuer", "http://127.0.0.1:5556/dex", "--oidc-client-id", "tg", "--oidc-client-secret", "env:IDP"}, map[string]string{"IDP": "x"})
 }

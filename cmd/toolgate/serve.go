@@ -42,6 +42,7 @@ type server struct {
 	accounts *web.Accounts
 	sessions *web.Sessions
 	links    *web.KeyLinks
+	oidc     *web.OIDC // nil without oidc-issuer
 	// bootstrapLink is the first admin's one-time sign-in link, printed in the banner; empty
 	// once the installation has a usable account.
 	bootstrapLink string
@@ -177,6 +178,7 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		Apex: web.NewApex(web.ApexConfig{
 			Domain: s.Domain, SSHCommand: srv.sshCommand(), CAPath: srv.caPath,
 			Sessions: srv.sessions, Accounts: srv.accounts, Links: srv.links, KeyCloser: srv.ssh,
+			OIDC: srv.oidc,
 		}),
 		AllowedOrigins: []string(s.AllowedOrigins),
 		Logger:         log,
@@ -283,8 +285,9 @@ func (srv *server) authenticator() (sshd.Authenticator, error) {
 	return sshd.Both{a, users}, nil
 }
 
-// newIdentity sets up accounts, browser sessions and key linking, and makes sure a new
-// installation has someone who can sign in.
+// newIdentity sets up accounts, browser sessions, key linking and, with oidc-issuer, sign-in
+// through the identity provider, and makes sure a new installation has someone who can sign
+// in.
 func (srv *server) newIdentity(ctx context.Context) error {
 	s, base := srv.s, srv.publicURL(srv.s.Domain)
 	var err error
@@ -310,6 +313,25 @@ func (srv *server) newIdentity(ctx context.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	if s.OIDCIssuer != "" {
+		if s.oidcSecretLiteral {
+			srv.log.Warn("literal secret in configuration: give oidc-client-secret as env:NAME or file:PATH",
+				"setting", "oidc-client-secret")
+		}
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		srv.oidc, err = web.NewOIDC(dctx, web.OIDCConfig{
+			Issuer: s.OIDCIssuer, ClientID: s.OIDCClientID, ClientSecret: s.oidcSecret,
+			RedirectURL: base + web.OIDCCallbackPath, DisplayName: s.OIDCName,
+			Scopes: s.OIDCScopes, GroupsClaim: s.OIDCGroupsClaim,
+			AllowedDomains: s.OIDCAllowedDomains, ProvisionedOnly: s.OIDCProvisionedOnly,
+			Store: srv.store, Logger: srv.log,
+		})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("setting oidc-issuer: %w", err)
+		}
+		srv.log.Info("sign-in through OpenID Connect", "issuer", s.OIDCIssuer, "redirect_uri", base+web.OIDCCallbackPath)
 	}
 	if srv.bootstrapLink, err = srv.accounts.Bootstrap(ctx); err != nil {
 		return err
