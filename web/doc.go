@@ -7,7 +7,8 @@
 //
 // The apex site (apex.go) is where people are known: local accounts and their passwords
 // (accounts.go), browser sessions with their cookies and CSRF tokens (sessions.go), the sign-in
-// pages (signin.go), the approval page that links an SSH key to its owner (linking.go) and the
+// pages (signin.go), sign-in through an upstream OpenID Connect provider (oidc.go,
+// oidcuser.go), the approval page that links an SSH key to its owner (linking.go) and the
 // key list (keyspage.go). Records live in package data; web decides what they mean: how
 // passwords and tokens are hashed, how long sessions last, who may sign in. web does not know
 // SSH: sshd asks it to link a key through the interface cmd/toolgate wires between them.
