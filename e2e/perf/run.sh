@@ -130,10 +130,12 @@ ca=$work/tg/ca.pem
 for _ in $(seq 50); do [ -s "$ca" ] && break; sleep 0.1; done
 ssh-keygen -q -t ed25519 -N "" -f "$work/key-load"
 ssh-keygen -q -t ed25519 -N "" -f "$work/key-setup"
-# toolgate accepts linked keys only: link both to one user, as an operator would.
-"$work/toolgate" user add --data-dir "$work/tg" bench@bench.test >/dev/null
+# toolgate accepts linked keys only: link each to a user of its own, as an operator would. Not
+# one user for both: a person gets the same random name back for the same -R, so the setup
+# client would find the load client's tunnel already up.
 for k in key-load key-setup; do
-  "$work/toolgate" key add --data-dir "$work/tg" --user bench@bench.test "$work/$k.pub" >/dev/null
+  "$work/toolgate" user add --data-dir "$work/tg" "$k@bench.test" >/dev/null
+  "$work/toolgate" key add --data-dir "$work/tg" --user "$k@bench.test" "$work/$k.pub" >/dev/null
 done
 sshopts=(-F /dev/null -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no
   -o UserKnownHostsFile=/dev/null -o ExitOnForwardFailure=yes -o LogLevel=ERROR)
