@@ -180,8 +180,7 @@ echo "== scale: $SCALE_N idle tunnels on a fresh toolgate"
 stop "$ssh_load_pid"
 stop "$tg_pid"
 start toolgate-scale "$work/toolgate" serve --data-dir "$work/tg-scale" --https-listen "127.0.0.1:$HTTPS2" \
-  --ssh-listen "127.0.0.1:$SSHP2" --admin-listen "127.0.0.1:$ADMIN2" --log-level warn \
-  --max-connections-per-user "$SCALE_N" --max-tunnels-per-user "$SCALE_N"
+  --ssh-listen "127.0.0.1:$SSHP2" --admin-listen "127.0.0.1:$ADMIN2" --log-level warn
 for _ in $(seq 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$ADMIN2") 2>/dev/null && { exec 3>&- 3<&-; break; }
   sleep 0.1

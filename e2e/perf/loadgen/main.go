@@ -847,7 +847,7 @@ func runScale(args []string) error {
 	settle := fs.Duration("settle", 3*time.Second, "wait after the last tunnel before reading metrics")
 	out := fs.String("out", "-", "JSONL results file (append)")
 	sock := fs.String("admin-socket", "", "toolgate's admin socket (DATA-DIR/admin.sock), to link the keys")
-	user := fs.String("user", "scale@bench.test", "the user the keys are linked to")
+	domain := fs.String("user-domain", "bench.test", "key i is linked to user scale-i@DOMAIN")
 	fs.Parse(args)
 	rec, err := openRecorder(*out)
 	if err != nil {
@@ -860,15 +860,17 @@ func runScale(args []string) error {
 			return err
 		}
 	}
-	// toolgate accepts only linked keys; link them all to one user as `toolgate key add` would,
-	// before the baseline is read.
+	// toolgate accepts only linked keys; link each to a user of its own, as `toolgate key add`
+	// would, before the baseline is read. One user for all would not do: a person gets the
+	// same random name back for the same -R, so every connection would land on one name.
 	if *sock != "" {
-		if _, err := adminRun(*sock, "user", "add", *user); err != nil && !strings.Contains(err.Error(), "already exists") {
-			return err
-		}
-		for _, sg := range signers {
+		for i, sg := range signers {
+			user := fmt.Sprintf("scale-%d@%s", i, *domain)
+			if _, err := adminRun(*sock, "user", "add", user); err != nil && !strings.Contains(err.Error(), "already exists") {
+				return err
+			}
 			line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sg.PublicKey())))
-			if _, err := adminRun(*sock, "key", "add", "--user", *user, "--ttl", "0", line); err != nil {
+			if _, err := adminRun(*sock, "key", "add", "--user", user, "--ttl", "0", line); err != nil {
 				return err
 			}
 		}
