@@ -1,8 +1,8 @@
 // Package data is toolgate's storage layer. It owns the one bbolt file: opening and locking it,
 // every bucket and key layout in it (see layout.go), the schema version, and the expiry sweeps
-// that release unused names and delete lapsed key links, sessions and tickets. It is the only
-// package that imports bbolt; the rest of toolgate holds records through the methods of [Store]
-// and never sees a transaction.
+// that release unused names and delete lapsed key links, sessions, tickets and OAuth records.
+// It is the only package that imports bbolt; the rest of toolgate holds records through the
+// methods of [Store] and never sees a transaction.
 //
 // It knows what it stores but not why. Which names are valid or reserved, how long a claim
 // lasts and which names are live belong to package tunnel; what a secret contains belongs to its
@@ -10,7 +10,10 @@
 // [Store.CertStorage]. Likewise for identity (see identity.go): data keeps users, the SSH keys
 // linked to them, browser sessions and one-time tickets, with their uniqueness and indexes, but
 // hashing passwords and tokens, session lifetimes and who may sign in belong to the callers.
-// Package data imports no other toolgate package.
+// For OAuth (see oauth.go) data keeps clients, users' consents, and fosite's codes and tokens
+// ([Store.OAuthTokens] is fosite's token storage) grouped into families with grant records;
+// which clients may register, token lifetimes and what a consent covers belong to package
+// oauth. Package data imports no other toolgate package.
 //
 // bbolt allows one process per file, so the in-process locks here are all the coordination
 // there is. A backend for several nodes would implement the same methods with leases.

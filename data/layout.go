@@ -35,6 +35,39 @@ import (
 //	sessions_by_expiry  uint64 BE unix nanos || session id    empty (index for SweepExpiredSessions)
 //	tickets             ticket id (caller's secret hash)      JSON ticketRecord {"v":1,"kind","user",
 //	                                                          "created_at","expires_at"}
+//	oauth_clients       client id (a random id, or the URL    JSON oauthClientRecord {"v":1,"kind","name",
+//	                    of a client id metadata document)     "uri","logo_uri","redirect_uris","grant_types",
+//	                                                          "response_types","scopes","application_type",
+//	                                                          "token_endpoint_auth_method","secret_hash",
+//	                                                          "metadata":base64,"created_at","last_used",
+//	                                                          "expires_at"}
+//	oauth_clients_by_expiry
+//	                    uint64 BE unix nanos || client id     empty (index for SweepExpiredOAuthClients)
+//	oauth_tokens        kind || signature: kind is one byte,  JSON oauthTokenRecord {"v":1,"request_id",
+//	                    'c' authorization code, 'p' PKCE      "requested_at","client_id","subject",
+//	                    request, 'a' access token, 'r'        "requested_scopes","granted_scopes",
+//	                    refresh token; the signature is       "requested_audience","granted_audience",
+//	                    fosite's, never the token itself      "form" (url-encoded),"session" (the
+//	                                                          fosite.Session's JSON),"active","expires_at",
+//	                                                          "access_sig","rotated_at","successor":base64}
+//	oauth_tokens_by_request
+//	                    request id || 0x00 || kind ||         empty (index of a token family, for fosite's
+//	                    signature                             Revoke*/RotateRefreshToken and the revokes)
+//	oauth_tokens_by_expiry
+//	                    uint64 BE unix nanos || kind ||       empty (index for SweepExpiredOAuthTokens)
+//	                    signature
+//	oauth_families_by_client
+//	                    client id || 0x00 || request id       empty (index of a client's token families)
+//	oauth_grants        request id                            JSON oauthGrantRecord {"v":1,"user","client",
+//	                                                          "resources","scopes","created_at"}
+//	oauth_grants_by_user
+//	                    user id || 0x00 || client id ||       empty (index for OAuthGrantsByUser and
+//	                    0x00 || request id                    RevokeOAuthGrants)
+//	oauth_consents      user id || 0x00 || client id ||       JSON oauthConsentRecord {"v":1,"scopes",
+//	                    0x00 || resource                      "created_at","updated_at"}
+//	oauth_consents_by_client
+//	                    client id || 0x00 || user id ||       empty (index of a client's consents, for
+//	                    0x00 || resource                      DeleteOAuthClient)
 //
 // Times in JSON are RFC 3339 in UTC. Every index is derived from the bucket it points into and
 // rewritten in the same transaction as the record; readers still re-check the record, so a stale
@@ -54,6 +87,18 @@ import (
 // tickets has no index. Tickets are a handful of console sign-in links at a time, each living
 // minutes, so DeleteUserTickets and SweepExpiredTickets scan the bucket; two indexes to keep in
 // step would cost more code than the scans cost time.
+//
+// The OAuth buckets hold what package oauth and fosite store (see oauthclients.go,
+// oauthtokens.go, oauthgrants.go, oauthconsents.go). A token family is every code, PKCE
+// request, access token and refresh token that shares one fosite request id.
+// oauth_tokens_by_request and oauth_families_by_client have entries while the family has any
+// token; oauth_grants has its record from the family's first access or refresh token until the
+// family has no live token left (no access token, and no refresh token that is active or was
+// rotated rather than revoked). Used codes and rotated or revoked refresh tokens are kept,
+// inactive, until their own expiry, so that fosite can tell a replay from a forgery. A code or
+// PKCE request whose session sets no expiry is swept 24 hours after it was stored; an access or
+// refresh token without one never expires and has no expiry entry. Every OAuth method refuses
+// NUL in the ids and resources it puts in keys.
 //
 // certmagic values keep a fixed binary header instead of JSON: they are opaque payloads of their
 // own (PEM, JSON), and the header holds the only metadata certmagic asks for (Stat's Modified).
@@ -75,6 +120,17 @@ const (
 	bucketSessionsByUser   = "sessions_by_user"
 	bucketSessionsByExpiry = "sessions_by_expiry"
 	bucketTickets          = "tickets"
+
+	bucketOAuthClients          = "oauth_clients"
+	bucketOAuthClientsByExpiry  = "oauth_clients_by_expiry"
+	bucketOAuthTokens           = "oauth_tokens"
+	bucketOAuthTokensByRequest  = "oauth_tokens_by_request"
+	bucketOAuthTokensByExpiry   = "oauth_tokens_by_expiry"
+	bucketOAuthFamiliesByClient = "oauth_families_by_client"
+	bucketOAuthGrants           = "oauth_grants"
+	bucketOAuthGrantsByUser     = "oauth_grants_by_user"
+	bucketOAuthConsents         = "oauth_consents"
+	bucketOAuthConsentsByClient = "oauth_consents_by_client"
 
 	keySchema = "schema"
 
@@ -100,6 +156,10 @@ func allBuckets() []string {
 		bucketKeys, bucketKeysByUser, bucketKeysByExpiry,
 		bucketSessions, bucketSessionsByUser, bucketSessionsByExpiry,
 		bucketTickets,
+		bucketOAuthClients, bucketOAuthClientsByExpiry,
+		bucketOAuthTokens, bucketOAuthTokensByRequest, bucketOAuthTokensByExpiry, bucketOAuthFamiliesByClient,
+		bucketOAuthGrants, bucketOAuthGrantsByUser,
+		bucketOAuthConsents, bucketOAuthConsentsByClient,
 	}
 }
 
@@ -329,4 +389,82 @@ func decodeTicket(id string, b []byte) (Ticket, error) {
 		return Ticket{}, err
 	}
 	return Ticket{ID: id, Kind: r.Kind, UserID: r.User, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}, nil
+}
+
+// oauthClientRecord is an OAuthClient as stored; the id is the key.
+type oauthClientRecord struct {
+	V                       int       `json:"v"`
+	Kind                    string    `json:"kind,omitempty"`
+	Name                    string    `json:"name,omitempty"`
+	URI                     string    `json:"uri,omitempty"`
+	LogoURI                 string    `json:"logo_uri,omitempty"`
+	RedirectURIs            []string  `json:"redirect_uris,omitempty"`
+	GrantTypes              []string  `json:"grant_types,omitempty"`
+	ResponseTypes           []string  `json:"response_types,omitempty"`
+	Scopes                  []string  `json:"scopes,omitempty"`
+	ApplicationType         string    `json:"application_type,omitempty"`
+	TokenEndpointAuthMethod string    `json:"token_endpoint_auth_method,omitempty"`
+	SecretHash              string    `json:"secret_hash,omitempty"`
+	Metadata                []byte    `json:"metadata,omitempty"` // base64 in JSON
+	CreatedAt               time.Time `json:"created_at"`
+	LastUsed                time.Time `json:"last_used,omitzero"`
+	ExpiresAt               time.Time `json:"expires_at,omitzero"`
+}
+
+// oauthTokenRecord is one fosite request as stored under a token signature; kind and
+// signature are the key. Subject is the session's, kept so that a family without a grant
+// record (a code not yet exchanged) can still be found by user.
+type oauthTokenRecord struct {
+	V                 int             `json:"v"`
+	RequestID         string          `json:"request_id"`
+	RequestedAt       time.Time       `json:"requested_at"`
+	ClientID          string          `json:"client_id"`
+	Subject           string          `json:"subject,omitempty"`
+	RequestedScopes   []string        `json:"requested_scopes,omitempty"`
+	GrantedScopes     []string        `json:"granted_scopes,omitempty"`
+	RequestedAudience []string        `json:"requested_audience,omitempty"`
+	GrantedAudience   []string        `json:"granted_audience,omitempty"`
+	Form              string          `json:"form,omitempty"`
+	Session           json.RawMessage `json:"session,omitempty"`
+	Active            bool            `json:"active"`
+	ExpiresAt         time.Time       `json:"expires_at,omitzero"`
+	AccessSig         string          `json:"access_sig,omitempty"`
+	RotatedAt         time.Time       `json:"rotated_at,omitzero"`
+	Successor         []byte          `json:"successor,omitempty"` // base64 in JSON
+}
+
+// oauthGrantRecord is an OAuthGrant as stored; the request id is the key.
+type oauthGrantRecord struct {
+	V         int       `json:"v"`
+	User      string    `json:"user"`
+	Client    string    `json:"client"`
+	Resources []string  `json:"resources,omitempty"`
+	Scopes    []string  `json:"scopes,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// oauthConsentRecord is an OAuthConsent as stored; user, client and resource are the key.
+type oauthConsentRecord struct {
+	V         int       `json:"v"`
+	Scopes    []string  `json:"scopes,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// versioned is every JSON record: decodeRecord checks the version.
+type versioned interface{ version() int }
+
+func (r oauthClientRecord) version() int  { return r.V }
+func (r oauthTokenRecord) version() int   { return r.V }
+func (r oauthGrantRecord) version() int   { return r.V }
+func (r oauthConsentRecord) version() int { return r.V }
+
+// decodeRecord decodes a JSON record and checks its version; what names the record's kind in
+// errors.
+func decodeRecord[T versioned](what string, b []byte) (T, error) {
+	var r T
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("decode %s record: %w", what, err)
+	}
+	return r, checkRecordVersion(r.version())
 }

@@ -122,11 +122,12 @@ func (s *Store) dueNames(ctx context.Context, now time.Time, limit int, inUse fu
 	return due, nil
 }
 
-// sweepIndex is the sweep of keys and sessions. In a read transaction it collects up to limit
-// entries of the expiry index bucket that are due at now (limit <= 0 means 1000); if there are
-// any, it calls remove for each inside one write transaction, with the id the entry points at
-// and the entry itself. remove re-reads the record there and decides, since it may have
-// changed in between. A sweep with nothing due thus costs one read transaction and no fsync.
+// sweepIndex is the sweep of keys, sessions, OAuth clients and OAuth tokens. In a read
+// transaction it collects up to limit entries of the expiry index bucket that are due at now
+// (limit <= 0 means 1000); if there are any, it calls remove for each inside one write
+// transaction, with the id the entry points at and the entry itself. remove re-reads the
+// record there and decides, since it may have changed in between. A sweep with nothing due
+// thus costs one read transaction and no fsync.
 func (s *Store) sweepIndex(ctx context.Context, index string, now time.Time, limit int, remove func(tx *bolt.Tx, id string, entry []byte) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -193,16 +194,17 @@ type SweepConfig struct {
 	Now func() time.Time
 
 	// Logger receives a line per sweep that released something (counts at info level for
-	// names and keys, at debug level for sessions and tickets, which expire as a matter of
-	// course; the names and fingerprints at debug level) and sweep failures.
+	// names, keys and OAuth clients, at debug level for sessions, tickets and OAuth tokens,
+	// which expire as a matter of course; the names and fingerprints at debug level) and
+	// sweep failures.
 	// Default: the Store's Config.Logger.
 	Logger *slog.Logger
 }
 
-// RunSweeps releases expired name claims and deletes expired SSH key links, browser sessions
-// and tickets every cfg.Interval until ctx is done, then returns. Within a tick, a sweep that
-// removes a full batch is followed at once by another of the same kind, so a backlog does not
-// wait for the ticker. Failures are logged and retried at the next tick; one kind failing does
+// RunSweeps releases expired name claims and deletes expired SSH key links, browser sessions,
+// tickets, OAuth clients and OAuth tokens every cfg.Interval until ctx is done, then returns.
+// Within a tick, a sweep that removes a full batch is followed at once by another of the same
+// kind, so a backlog does not wait for the ticker. Failures are logged and retried at the next tick; one kind failing does
 // not stop the others.
 func (s *Store) RunSweeps(ctx context.Context, cfg SweepConfig) {
 	if cfg.Interval <= 0 {
@@ -263,6 +265,20 @@ func (s *Store) sweepOnce(ctx context.Context, cfg SweepConfig) {
 		n, err := s.SweepExpiredTickets(ctx, cfg.Now(), defaultSweepLimit)
 		if n > 0 {
 			log.Debug("deleted expired tickets", "count", n)
+		}
+		return n, err
+	})
+	drain(ctx, log, "OAuth client", func() (int, error) {
+		n, err := s.SweepExpiredOAuthClients(ctx, cfg.Now(), defaultSweepLimit)
+		if n > 0 {
+			log.Info("deleted expired OAuth clients", "count", n)
+		}
+		return n, err
+	})
+	drain(ctx, log, "OAuth token", func() (int, error) {
+		n, err := s.SweepExpiredOAuthTokens(ctx, cfg.Now(), defaultSweepLimit)
+		if n > 0 {
+			log.Debug("deleted expired OAuth tokens", "count", n)
 		}
 		return n, err
 	})
