@@ -40,7 +40,7 @@ import (
 //	                                                          "response_types","scopes","application_type",
 //	                                                          "token_endpoint_auth_method","secret_hash",
 //	                                                          "metadata":base64,"created_at","last_used",
-//	                                                          "expires_at"}
+//	                                                          "expires_at","fresh_until"}
 //	oauth_clients_by_expiry
 //	                    uint64 BE unix nanos || client id     empty (index for SweepExpiredOAuthClients)
 //	oauth_tokens        kind || signature: kind is one byte,  JSON oauthTokenRecord {"v":1,"request_id",
@@ -409,6 +409,7 @@ type oauthClientRecord struct {
 	CreatedAt               time.Time `json:"created_at"`
 	LastUsed                time.Time `json:"last_used,omitzero"`
 	ExpiresAt               time.Time `json:"expires_at,omitzero"`
+	FreshUntil              time.Time `json:"fresh_until,omitzero"`
 }
 
 // oauthTokenRecord is one fosite request as stored under a token signature; kind and

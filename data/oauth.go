@@ -44,9 +44,12 @@ type OAuthClient struct {
 
 	CreatedAt time.Time
 	LastUsed  time.Time // zero: no token was ever issued to it
-	// ExpiresAt is when the record is swept; zero: never (static clients). For a metadata
-	// document it is the end of the cache's lifetime, not of the client.
+	// ExpiresAt is when the record is swept, with the client's tokens and approvals; zero:
+	// never (static clients).
 	ExpiresAt time.Time
+	// FreshUntil is, for a metadata document, when the cached copy must be fetched again.
+	// It is not ExpiresAt: a stale cache is refreshed, not the client forgotten.
+	FreshUntil time.Time
 }
 
 // OAuthConsent is a user's approval of a client for one resource: the next authorization with

@@ -234,6 +234,7 @@ func encodeOAuthClient(c OAuthClient) ([]byte, error) {
 		Scopes: c.Scopes, ApplicationType: c.ApplicationType,
 		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, SecretHash: c.SecretHash,
 		Metadata: c.Metadata, CreatedAt: c.CreatedAt, LastUsed: c.LastUsed, ExpiresAt: c.ExpiresAt,
+		FreshUntil: c.FreshUntil.UTC(),
 	})
 }
 
@@ -246,5 +247,6 @@ func decodeOAuthClient(id string, b []byte) (OAuthClient, error) {
 		RedirectURIs: r.RedirectURIs, GrantTypes: r.GrantTypes, ResponseTypes: r.ResponseTypes,
 		Scopes: r.Scopes, ApplicationType: r.ApplicationType,
 		TokenEndpointAuthMethod: r.TokenEndpointAuthMethod, SecretHash: r.SecretHash,
-		Metadata: r.Metadata, CreatedAt: r.CreatedAt, LastUsed: r.LastUsed, ExpiresAt: r.ExpiresAt}, nil
+		Metadata: r.Metadata, CreatedAt: r.CreatedAt, LastUsed: r.LastUsed, ExpiresAt: r.ExpiresAt,
+		FreshUntil: r.FreshUntil}, nil
 }
