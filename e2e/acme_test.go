@@ -46,7 +46,7 @@ func TestACMECertificateForTunnel(t *testing.T) {
 	args := []string{"serve", "--data-dir", dataDir, "--domain", domain,
 		"--https-listen", httpsAddr, "--ssh-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--acme-ca", ca.DirectoryURL, "--acme-email", "ops@example.test", "--acme-ca-roots", rootsFile,
-		"--authorized-keys", akFile, "--log-format", "json"}
+		"--authorized-keys", akFile, "--log-format", "json", "--tunnel-auth", "none"}
 
 	start := time.Now()
 	in := startToolgateArgs(t, dataDir, args...)

@@ -93,6 +93,12 @@ type instance struct {
 // until it reports it is serving.
 func startToolgate(t testing.TB, args ...string) *instance {
 	t.Helper()
+	return startToolgateEnv(t, nil, args...)
+}
+
+// startToolgateEnv is startToolgate with extra environment variables (NAME=VALUE).
+func startToolgateEnv(t testing.TB, env []string, args ...string) *instance {
+	t.Helper()
 	dataDir := filepath.Join(t.TempDir(), "data")
 	full := append([]string{"serve",
 		"--data-dir", dataDir,
@@ -101,17 +107,24 @@ func startToolgate(t testing.TB, args ...string) *instance {
 		"--admin-listen", "127.0.0.1:0",
 		"--log-format", "json",
 		"--log-level", "debug",
+		// Most tests are about tunnels, not tokens; the OAuth tests turn it back on.
+		"--tunnel-auth", "none",
 	}, args...)
-	return startToolgateArgs(t, dataDir, full...)
+	return startToolgateArgsEnv(t, dataDir, env, full...)
 }
 
 func startToolgateArgs(t testing.TB, dataDir string, args ...string) *instance {
+	t.Helper()
+	return startToolgateArgsEnv(t, dataDir, nil, args...)
+}
+
+func startToolgateArgsEnv(t testing.TB, dataDir string, env []string, args ...string) *instance {
 	t.Helper()
 	in := &instance{t: t, dataDir: dataDir, logs: &lockedBuffer{}, stdout: &lockedBuffer{}, done: make(chan struct{})}
 	in.cmd = exec.Command(toolgateBin, args...)
 	in.cmd.Stdout = in.stdout
 	in.cmd.Stderr = in.logs
-	in.cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
+	in.cmd.Env = append(append(os.Environ(), "GORACE=halt_on_error=1"), env...)
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -518,6 +518,18 @@ func (r *Registry) Known(ctx context.Context, name string) bool {
 	return err == nil && (c.ExpiresAt.IsZero() || c.ExpiresAt.After(r.cfg.Now()))
 }
 
+// Owner returns who holds name: the live tunnel's owner, or the owner of an unexpired claim.
+func (r *Registry) Owner(ctx context.Context, name string) (string, bool) {
+	if t := r.Lookup(name); t != nil {
+		return t.Owner(), true
+	}
+	c, err := r.cfg.Names.GetName(ctx, name)
+	if err != nil || (!c.ExpiresAt.IsZero() && !c.ExpiresAt.After(r.cfg.Now())) {
+		return "", false
+	}
+	return c.Owner, true
+}
+
 // InUse reports whether name is live; data's expiry sweep uses it to keep live names.
 func (r *Registry) InUse(name string) bool { return r.Lookup(name) != nil }
 

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/toolgate/toolgate/oauth"
 )
 
 // ApexConfig configures the apex site. Fields are read once, by [NewApex].
@@ -35,6 +37,10 @@ type ApexConfig struct {
 	// Accounts, /signin shows that link alone; it does not redirect by itself, so that a
 	// refused sign-in does not loop through the provider. Default nil: no upstream provider.
 	OIDC *OIDC
+	// OAuth enables the authorization server: its JSON endpoints (metadata, token, revocation,
+	// registration), the authorization endpoint with its consent page, and /grants, where
+	// users see and revoke their approvals. Used only with Sessions. Default nil: none.
+	OAuth *OAuthConfig
 }
 
 // apex holds the apex's configuration and the state its handlers share; the handlers live in
@@ -67,6 +73,24 @@ func NewApex(cfg ApexConfig) http.Handler {
 	}
 	r := chi.NewRouter()
 	r.Use(securityHeaders)
+	if o := cfg.OAuth; o != nil && cfg.Sessions != nil {
+		// The JSON endpoints take no cookies and are called cross-origin by design: they sit
+		// outside the CSRF checks that guard the pages, with CORS of their own.
+		h := o.Server.Handler()
+		for _, p := range o.Server.Paths() {
+			r.Handle(p, h)
+		}
+	}
+	r.Group(func(r chi.Router) { a.pages(r) })
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, http.StatusNotFound, "not_found", "Nothing here.")
+	})
+	return r
+}
+
+// pages routes the pages people use, behind the CSRF checks described at NewApex.
+func (a *apex) pages(r chi.Router) {
+	cfg := a.cfg
 	if s := cfg.Sessions; s != nil {
 		cop := http.NewCrossOriginProtection()
 		cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -97,11 +121,13 @@ func NewApex(cfg ApexConfig) http.Handler {
 			r.With(s.RequireSession).Get("/keys", a.keysList)
 			r.With(s.RequireSession).Post("/keys/revoke", a.keysRevoke)
 		}
+		if cfg.OAuth != nil {
+			r.Get(oauth.AuthorizePath, a.authorize)
+			r.Post(oauth.AuthorizePath, a.authorize)
+			r.With(s.RequireSession).Get("/grants", a.grantsList)
+			r.With(s.RequireSession).Post("/grants/revoke", a.grantsRevoke)
+		}
 	}
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, http.StatusNotFound, "not_found", "Nothing here.")
-	})
-	return r
 }
 
 // securityHeaders sets the headers described at NewApex. The CSP allows no scripts at all and
@@ -128,6 +154,7 @@ func (a *apex) base(w http.ResponseWriter, r *http.Request, title string) pageBa
 		p.Flash = s.takeFlash(w, r)
 		p.Nav.SignIn = a.cfg.Accounts != nil || a.cfg.OIDC != nil
 		p.Nav.Keys = a.cfg.Links != nil
+		p.Nav.Grants = a.cfg.OAuth != nil
 	}
 	return p
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/toolgate/toolgate/oauth"
 	"github.com/toolgate/toolgate/tunnel"
 )
 
@@ -48,6 +49,27 @@ type FrontConfig struct {
 	AllowedOrigins []string
 	// Logger receives one debug line per request. Default: discard.
 	Logger *slog.Logger
+
+	// Auth protects tunnels with OAuth: every request needs a bearer token issued for the
+	// tunnel, and each tunnel serves protected resource metadata (RFC 9728). Default nil:
+	// tunnels are open to anyone who knows the URL, which only a development setup should want.
+	Auth TokenChecker
+	// MethodScopes names the scopes a JSON-RPC method needs beyond the default ones, e.g.
+	// "tools/call" → ["mcp:call"]. A request whose token lacks them gets a 403
+	// insufficient_scope challenge, and the client re-authorizes with the scopes it names.
+	// Used only with Auth. Default none.
+	MethodScopes map[string][]string
+}
+
+// TokenChecker validates bearer tokens for tunnels. *oauth.Server implements it.
+type TokenChecker interface {
+	// Check returns what token grants at origin+path, or oauth.ErrInvalidToken or
+	// oauth.ErrWrongResource.
+	Check(ctx context.Context, token, origin, path string) (*oauth.Access, error)
+	// ResourceMetadata is the RFC 9728 document for a resource.
+	ResourceMetadata(resource string) []byte
+	// DefaultScopes are the scopes every request needs, advertised in challenges.
+	DefaultScopes() []string
 }
 
 // Front is the root http.Handler of the public listener.
@@ -101,7 +123,12 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string) {
 	start := time.Now()
 
-	// 1. Which tunnel.
+	// 1. Which tunnel. Protected resource metadata is public and answered for every name
+	// someone holds, connected or not.
+	if f.cfg.Auth != nil && isResourceMetadataPath(r.URL.Path) {
+		f.serveResourceMetadata(w, r, name)
+		return
+	}
 	t := f.cfg.Tunnels.Lookup(name)
 	if t == nil {
 		// A name someone holds is a tunnel that is down (502, as for any upstream that is
@@ -119,7 +146,8 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 	// 2. Origin and CORS. Browsers send Origin on cross-origin requests and on every POST; a
 	// page on another site must not be able to drive an MCP server through the tunnel, so an
 	// Origin is either allowed or refused here, before anything reaches the local server.
-	// Requests without Origin come from programs, not browsers, and pass.
+	// Requests without Origin come from programs, not browsers, and pass. Preflights are
+	// answered here, before any token check: browsers send them without credentials.
 	if origin := r.Header.Get("Origin"); origin != "" {
 		if !f.originAllowed(origin, r.Host) {
 			writeError(w, r, http.StatusForbidden, "origin_not_allowed",
@@ -133,8 +161,17 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 		w = &corsWriter{ResponseWriter: w, origin: origin}
 	}
 
-	// 3. Tokens, 4. JSON-RPC inspection and policy: not yet (see the OAuth and authorization
-	// work); today every request that got here is forwarded.
+	// 3. Token: a bearer token for this tunnel, from the Authorization header only, with the
+	// scopes the request needs; then, until per-tool policy, the owner check. The header is
+	// removed before forwarding: the local server never sees the client's token.
+	if f.cfg.Auth != nil {
+		if !f.authorize(w, r, t) {
+			return
+		}
+		r.Header.Del("Authorization")
+	}
+
+	// 4. JSON-RPC inspection and per-tool policy: not yet (see the authorization work).
 
 	// 5. Forward, and tell the owner's terminal what happened.
 	rec := &recorder{ResponseWriter: w}

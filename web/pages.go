@@ -20,7 +20,7 @@ var layout = template.Must(template.New("layout").Funcs(template.FuncMap{
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>` + css + `</style></head>
 <body><header><a href="/" class="brand">toolgate</a><nav>
-{{- if .User}}Signed in as <strong>{{.User.Email}}</strong>{{if .Nav.Keys}} · <a href="/keys">Keys</a>{{end}} ·
+{{- if .User}}Signed in as <strong>{{.User.Email}}</strong>{{if .Nav.Keys}} · <a href="/keys">Keys</a>{{end}}{{if .Nav.Grants}} · <a href="/grants">Apps</a>{{end}} ·
 <form method="post" action="/signout"><input type="hidden" name="csrf" value="{{.CSRF}}"><button class="link">Sign out</button></form>
 {{- else if .Nav.SignIn}}<a href="/signin">Sign in</a>{{end -}}
 </nav></header>
@@ -63,7 +63,7 @@ type pageBase struct {
 	Title string
 	User  *data.User // nil when signed out
 	CSRF  string     // for the sign-out form and the page's own forms
-	Nav   struct{ SignIn, Keys bool }
+	Nav   struct{ SignIn, Keys, Grants bool }
 	Flash string
 	Error string
 }

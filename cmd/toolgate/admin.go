@@ -45,6 +45,9 @@ const adminUsage = `usage:
   toolgate key add --user EMAIL [--ttl D] PUBKEY     link a public key (a .pub file or its text) to a
                                                      user without the browser; --ttl 0: no expiry
   toolgate key revoke FINGERPRINT                    unlink a key and close its SSH connections
+  toolgate grant list [--user EMAIL]                 list approvals users gave OAuth clients
+  toolgate grant revoke --user EMAIL [--resource URL] CLIENT_ID
+                                                     forget an approval and revoke its tokens
 Each takes --config FILE and --data-dir DIR (or TOOLGATE_CONFIG, TOOLGATE_DATA_DIR) to find the
 database; with a server running on it, the command runs inside that server.`
 
@@ -83,6 +86,10 @@ func runAdminCommand(ctx context.Context, env adminEnv, args []string, stdout, s
 			return keyAdd(ctx, env, args[2:], stdout)
 		case "key revoke":
 			return keyRevoke(ctx, env, args[2:], stdout)
+		case "grant list":
+			return grantList(ctx, env, args[2:], stdout)
+		case "grant revoke":
+			return grantRevoke(ctx, env, args[2:], stdout)
 		}
 		return usageError{fmt.Sprintf("unknown command %q", args[0]+" "+args[1])}
 	}()

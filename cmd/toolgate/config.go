@@ -70,6 +70,18 @@ type settings struct {
 	OIDCProvisionedOnly bool
 	OIDCName            string
 
+	TunnelAuth              string
+	OAuthScopes             stringList
+	OAuthMethodScopes       stringList
+	OAuthRegistration       bool
+	OAuthMetadataDocuments  bool
+	OAuthPrivateDocuments   bool
+	OAuthClientsFile        string
+	OAuthAccessTokenTTL     time.Duration
+	OAuthRefreshTokenTTL    time.Duration
+	OAuthRefreshGrace       time.Duration
+	OAuthRegistrationPerMin int
+
 	LogLevel  string
 	LogFormat string
 
@@ -148,6 +160,18 @@ func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
 	fs.Var(&s.OIDCAllowedDomains, "oidc-allowed-domains", "email domains allowed to sign in through the identity provider (default: any)")
 	fs.BoolVar(&s.OIDCProvisionedOnly, "oidc-provisioned-only", false, "only users that already exist (e.g. added with toolgate user add) may sign in through the identity provider")
 	fs.StringVar(&s.OIDCName, "oidc-name", "", `identity provider's name on the sign-in page, "Sign in with NAME" (default: the issuer's host)`)
+
+	fs.StringVar(&s.TunnelAuth, "tunnel-auth", "oauth", "oauth: every tunnel request needs an OAuth access token for that tunnel; none: tunnels are open to anyone with the URL (testing only)")
+	fs.Var(&s.OAuthScopes, "oauth-scopes", "scopes every tunnel request needs, advertised to clients (default: mcp)")
+	fs.Var(&s.OAuthMethodScopes, "oauth-method-scopes", "extra scopes per JSON-RPC method, METHOD=SCOPE[ SCOPE...], e.g. tools/call=mcp:call; a token without them gets a step-up challenge")
+	fs.BoolVar(&s.OAuthRegistration, "oauth-dynamic-registration", true, "let MCP clients register themselves (RFC 7591)")
+	fs.BoolVar(&s.OAuthMetadataDocuments, "oauth-metadata-documents", true, "accept clients identified by an https URL to their metadata document (Client ID Metadata Documents)")
+	fs.BoolVar(&s.OAuthPrivateDocuments, "oauth-metadata-documents-private", false, "allow metadata documents on loopback and private addresses (testing only: it lets anyone make this server fetch from its own network)")
+	fs.StringVar(&s.OAuthClientsFile, "oauth-clients-file", "", "YAML file of pre-registered OAuth clients: a list of {id, name, redirect_uris, secret (env:NAME or file:PATH; omit for a public client)}")
+	fs.DurationVar(&s.OAuthAccessTokenTTL, "oauth-access-token-ttl", time.Hour, "lifetime of access tokens")
+	fs.DurationVar(&s.OAuthRefreshTokenTTL, "oauth-refresh-token-ttl", 30*24*time.Hour, "lifetime of refresh tokens (each refresh issues a new one)")
+	fs.DurationVar(&s.OAuthRefreshGrace, "oauth-refresh-grace", 30*time.Second, "a refresh token used again within this time gets the same new tokens instead of revoking them (clients that race themselves); 0 disables")
+	fs.IntVar(&s.OAuthRegistrationPerMin, "oauth-registrations-per-minute", 10, "dynamic registrations allowed per client IP per minute")
 
 	fs.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&s.LogFormat, "log-format", "json", "json or text")
@@ -331,6 +355,7 @@ func (s *settings) validate() error {
 	if strings.ContainsAny(s.TunnelDomain, "/: ") {
 		bad("tunnel-domain", "%q is not a domain name", s.TunnelDomain)
 	}
+	s.validateOAuth(bad)
 	if s.Dev {
 		if !isLocalDomain(s.Domain) {
 			bad("dev", "the development default serves a .localhost domain; domain is %q", s.Domain)

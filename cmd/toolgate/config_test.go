@@ -231,6 +231,18 @@ func TestSettingsEverySource(t *testing.T) {
 		"oidc-name":                {val: "Example SSO", extra: oidc},
 		"log-level":                {val: "debug"},
 		"log-format":               {val: "text"},
+
+		"tunnel-auth":                      {val: "none"},
+		"oauth-scopes":                     {val: "mcp,mcp:read"},
+		"oauth-method-scopes":              {val: "tools/call=mcp:call"},
+		"oauth-dynamic-registration":       {val: "false"},
+		"oauth-metadata-documents":         {val: "false"},
+		"oauth-metadata-documents-private": {val: "true"},
+		"oauth-clients-file":               {val: "/etc/toolgate/clients.yaml"},
+		"oauth-access-token-ttl":           {val: "10m0s"},
+		"oauth-refresh-token-ttl":          {val: "24h0m0s"},
+		"oauth-refresh-grace":              {val: "5s"},
+		"oauth-registrations-per-minute":   {val: "3"},
 	}
 	def := mustLoad(t, nil, nil)
 	newFlagSet(&settings{}, io.Discard).VisitAll(func(f *flag.Flag) {
@@ -356,6 +368,14 @@ func TestSettingsErrors(t *testing.T) {
 			want: []string{"setting ssh-listen", "70000"}},
 		{name: "named listen port", args: []string{"--http-listen", "127.0.0.1:http"},
 			want: []string{"setting http-listen"}},
+		{name: "unknown tunnel auth", args: []string{"--tunnel-auth", "basic"},
+			want: []string{"setting tunnel-auth", `"basic"`}},
+		{name: "method scope without scope", args: []string{"--oauth-method-scopes", "tools/call="},
+			want: []string{"setting oauth-method-scopes", `"tools/call="`}},
+		{name: "scope with a quote", args: []string{"--oauth-scopes", `mcp,a"b`},
+			want: []string{"setting oauth-scopes", `a\"b`}},
+		{name: "zero token lifetime", args: []string{"--oauth-access-token-ttl", "0s"},
+			want: []string{"setting oauth-access-token-ttl"}},
 		{name: "bad admin listen from env", env: map[string]string{"TOOLGATE_ADMIN_LISTEN": "nowhere"},
 			want: []string{"setting admin-listen", `"nowhere"`}},
 		{name: "zero key ttl", args: []string{"--key-ttl", "0s"}, want: []string{"setting key-ttl", "positive"}},

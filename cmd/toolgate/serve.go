@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/toolgate/toolgate/data"
+	"github.com/toolgate/toolgate/oauth"
 	"github.com/toolgate/toolgate/sshd"
 	"github.com/toolgate/toolgate/tunnel"
 	"github.com/toolgate/toolgate/web"
@@ -43,6 +44,10 @@ type server struct {
 	sessions *web.Sessions
 	links    *web.KeyLinks
 	oidc     *web.OIDC // nil without oidc-issuer
+	// oauth is the authorization server; nil with tunnel-auth none.
+	oauth        *oauth.Server
+	resources    web.TunnelResources
+	methodScopes map[string][]string
 	// bootstrapLink is the first admin's one-time sign-in link, printed in the banner; empty
 	// once the installation has a usable account.
 	bootstrapLink string
@@ -141,6 +146,10 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		return nil, err
 	}
 
+	if err := srv.newOAuth(ctx); err != nil {
+		return nil, err
+	}
+
 	auth, err := srv.authenticator()
 	if err != nil {
 		return nil, err
@@ -170,6 +179,12 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		return nil, err
 	}
 
+	var apexOAuth *web.OAuthConfig
+	var tokens web.TokenChecker
+	if srv.oauth != nil {
+		apexOAuth = &web.OAuthConfig{Server: srv.oauth, Grants: srv.store, Access: srv.resources}
+		tokens = srv.oauth
+	}
 	front, err := web.NewFront(web.FrontConfig{
 		Domain:       s.Domain,
 		TunnelDomain: s.TunnelDomain,
@@ -178,8 +193,10 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		Apex: web.NewApex(web.ApexConfig{
 			Domain: s.Domain, SSHCommand: srv.sshCommand(), CAPath: srv.caPath,
 			Sessions: srv.sessions, Accounts: srv.accounts, Links: srv.links, KeyCloser: srv.ssh,
-			OIDC: srv.oidc,
+			OIDC: srv.oidc, OAuth: apexOAuth,
 		}),
+		Auth:           tokens,
+		MethodScopes:   srv.methodScopes,
 		AllowedOrigins: []string(s.AllowedOrigins),
 		Logger:         log,
 	})

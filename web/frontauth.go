@@ -1,0 +1,211 @@
+package web
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/toolgate/toolgate/oauth"
+	"github.com/toolgate/toolgate/tunnel"
+)
+
+// The OAuth steps of the tunnel path (step 1's metadata and step 3 of serveTunnel).
+
+func isResourceMetadataPath(p string) bool {
+	return p == oauth.ResourceMetadataPath || strings.HasPrefix(p, oauth.ResourceMetadataPath+"/")
+}
+
+// requestOrigin is the origin the client used: https, the Host as sent, lower case, without
+// the default port. Tokens are bound to it.
+func requestOrigin(r *http.Request) string {
+	return "https://" + strings.TrimSuffix(strings.ToLower(r.Host), ":443")
+}
+
+// serveResourceMetadata answers RFC 9728 metadata for a tunnel: at the root for the origin,
+// and at the path-inserted location for the resource at that path, whose "resource" is the
+// MCP URL itself, byte for byte, as strict clients require.
+func (f *Front) serveResourceMetadata(w http.ResponseWriter, r *http.Request, name string) {
+	w = corsPublic(w, r)
+	if r.Method == http.MethodOptions {
+		w.Header().Set("Access-Control-Allow-Methods", "GET, OPTIONS")
+		w.Header().Set("Access-Control-Allow-Headers", corsAllowHeaders)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
+		writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "Protected resource metadata is read with GET.")
+		return
+	}
+	if !f.cfg.Tunnels.Known(r.Context(), name) {
+		writeError(w, r, http.StatusNotFound, "no_tunnel", fmt.Sprintf("There is no tunnel named %q.", name))
+		return
+	}
+	path := strings.TrimPrefix(r.URL.EscapedPath(), oauth.ResourceMetadataPath)
+	resource := requestOrigin(r) + path
+	if path == "/" {
+		resource = requestOrigin(r)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Write(f.cfg.Auth.ResourceMetadata(resource))
+}
+
+// corsPublic marks a response readable from any origin; for public metadata only.
+func corsPublic(w http.ResponseWriter, r *http.Request) http.ResponseWriter {
+	if r.Header.Get("Origin") != "" {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+	}
+	return w
+}
+
+// authorize runs the token step; it answers the request itself and reports false when the
+// request may not go on.
+func (f *Front) authorize(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel) bool {
+	origin := requestOrigin(r)
+	path := r.URL.EscapedPath()
+	metadata := oauth.ResourceMetadataURL(origin, path)
+	scopes := f.cfg.Auth.DefaultScopes()
+
+	token, err := oauth.BearerToken(r)
+	if errors.Is(err, oauth.ErrNoToken) {
+		w.Header().Set("WWW-Authenticate", oauth.Challenge(metadata, scopes, "", ""))
+		msg := "This MCP server needs an OAuth access token; MCP clients get one by signing in through " + origin + "."
+		if r.URL.Query().Has("access_token") {
+			msg = "Send the access token in the Authorization header, not in the URL."
+		}
+		writeError(w, r, http.StatusUnauthorized, "unauthorized", msg)
+		return false
+	}
+	var access *oauth.Access
+	if err == nil {
+		access, err = f.cfg.Auth.Check(r.Context(), token, origin, path)
+	}
+	switch {
+	case errors.Is(err, oauth.ErrInvalidToken):
+		w.Header().Set("WWW-Authenticate", oauth.Challenge(metadata, scopes, "invalid_token", "The access token is invalid, expired or revoked."))
+		writeError(w, r, http.StatusUnauthorized, "invalid_token", "The access token is invalid, expired or revoked.")
+		return false
+	case errors.Is(err, oauth.ErrWrongResource):
+		w.Header().Set("WWW-Authenticate", oauth.Challenge(metadata, scopes, "invalid_token", "The access token is for another MCP server."))
+		writeError(w, r, http.StatusUnauthorized, "invalid_token", "The access token was issued for another MCP server.")
+		return false
+	case err != nil:
+		f.cfg.Logger.Error("checking an access token failed", "err", err)
+		writeError(w, r, http.StatusInternalServerError, "internal", "Checking the access token failed.")
+		return false
+	}
+
+	if len(f.cfg.MethodScopes) > 0 {
+		need, ok := f.neededScopes(w, r)
+		if !ok {
+			return false
+		}
+		if missing := missingScopes(access.Scopes, need); len(missing) > 0 {
+			all := union(scopes, need)
+			w.Header().Set("WWW-Authenticate", oauth.Challenge(metadata, all, "insufficient_scope",
+				"This request needs the scope "+strings.Join(missing, " ")))
+			writeError(w, r, http.StatusForbidden, "insufficient_scope",
+				"This request needs the scope "+strings.Join(missing, " ")+"; the client must ask for it.")
+			return false
+		}
+	}
+
+	// Until per-tool policy decides who else may use a tunnel, it serves its owner only.
+	if access.UserID != t.Owner() {
+		writeError(w, r, http.StatusForbidden, "not_shared",
+			"This tunnel belongs to someone else and is not shared with you.")
+		return false
+	}
+	return true
+}
+
+// maxInspectBody bounds how much of a request body is read to find its JSON-RPC method.
+const maxInspectBody = 1 << 20
+
+// neededScopes reads the JSON-RPC method(s) of a POST body and returns the scopes
+// MethodScopes asks for. The body is put back for the proxy. A body that cannot be read as
+// JSON-RPC when scopes depend on it is refused, not waved through.
+func (f *Front) neededScopes(w http.ResponseWriter, r *http.Request) ([]string, bool) {
+	if r.Method != http.MethodPost || r.Body == nil || r.Body == http.NoBody {
+		return nil, true
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		return nil, true // not JSON-RPC; the local server answers it as it sees fit
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, maxInspectBody+1))
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "bad_body", "Reading the request body failed.")
+		return nil, false
+	}
+	if len(buf) > maxInspectBody {
+		writeError(w, r, http.StatusRequestEntityTooLarge, "body_too_large",
+			fmt.Sprintf("JSON-RPC requests are limited to %d bytes.", maxInspectBody))
+		return nil, false
+	}
+	r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(buf), r.Body))
+	methods, err := jsonRPCMethods(buf)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "bad_jsonrpc", "The body is not a JSON-RPC message: "+err.Error())
+		return nil, false
+	}
+	var need []string
+	for _, m := range methods {
+		need = union(need, f.cfg.MethodScopes[m])
+	}
+	return need, true
+}
+
+// jsonRPCMethods returns the method of a JSON-RPC message, or of each message of a batch.
+// Responses (no method) contribute nothing.
+func jsonRPCMethods(body []byte) ([]string, error) {
+	body = bytes.TrimSpace(body)
+	type msg struct {
+		Method *string `json:"method"`
+	}
+	var msgs []msg
+	if len(body) > 0 && body[0] == '[' {
+		if err := json.Unmarshal(body, &msgs); err != nil {
+			return nil, err
+		}
+	} else {
+		var m msg
+		if err := json.Unmarshal(body, &m); err != nil {
+			return nil, err
+		}
+		msgs = []msg{m}
+	}
+	var out []string
+	for _, m := range msgs {
+		if m.Method != nil {
+			out = append(out, *m.Method)
+		}
+	}
+	return out, nil
+}
+
+func missingScopes(have, need []string) []string {
+	var out []string
+	for _, n := range need {
+		if !slices.Contains(have, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func union(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, s := range b {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
