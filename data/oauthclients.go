@@ -100,6 +100,7 @@ func (s *Store) DeleteOAuthClient(ctx context.Context, id string) error {
 	if err := checkID("client id", id); err != nil {
 		return err
 	}
+	defer s.oauthGen.Add(1)
 	return s.db.Update(func(tx *bolt.Tx) error {
 		c, found, err := getOAuthClient(tx, id)
 		switch {
@@ -142,6 +143,11 @@ func (s *Store) TouchOAuthClient(ctx context.Context, id string, lastUsed, expir
 // most limit of them (limit <= 0 means 1000) in one write transaction, and returns how many.
 func (s *Store) SweepExpiredOAuthClients(ctx context.Context, now time.Time, limit int) (int, error) {
 	n := 0
+	defer func() {
+		if n > 0 {
+			s.oauthGen.Add(1)
+		}
+	}()
 	err := s.sweepIndex(ctx, bucketOAuthClientsByExpiry, now, limit, func(tx *bolt.Tx, id string, entry []byte) error {
 		c, found, err := getOAuthClient(tx, id)
 		if err != nil {

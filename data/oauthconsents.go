@@ -137,6 +137,7 @@ func (s *Store) RevokeOAuthConsent(ctx context.Context, userID, clientID, resour
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	defer s.oauthGen.Add(1)
 	if err := checkConsentKey(userID, clientID, resource); err != nil {
 		return err
 	}

@@ -226,6 +226,7 @@ func (s *Store) RevokeOAuthGrants(ctx context.Context, userID, clientID, resourc
 		return 0, err
 	}
 	n := 0
+	defer s.oauthGen.Add(1)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var err error
 		n, err = revokeGrants(tx, userID, clientID, resource)

@@ -148,6 +148,7 @@ func (t *OAuthTokens) DeleteRefreshTokenSession(ctx context.Context, sig string)
 // inactive gives fosite.ErrInactiveToken, so of two concurrent refreshes only one gets past
 // this point. The family's grant record stays: fosite stores the new pair next.
 func (t *OAuthTokens) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
+	defer t.s.oauthGen.Add(1) // the family's access tokens go
 	return t.update(ctx, tokenRefresh, sig, func(tx *bolt.Tx, r *oauthTokenRecord) error {
 		if r.RequestID != requestID {
 			return tokenNotFound(tokenRefresh)
@@ -404,6 +405,7 @@ func (t *OAuthTokens) delete(ctx context.Context, kind byte, sig string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	defer t.s.oauthGen.Add(1)
 	if checkID("token signature", sig) != nil {
 		return nil // never stored
 	}
@@ -424,6 +426,7 @@ func (t *OAuthTokens) family(ctx context.Context, requestID string, fn func(*bol
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	defer t.s.oauthGen.Add(1)
 	if checkID("OAuth request id", requestID) != nil {
 		return nil // never stored
 	}

@@ -609,3 +609,38 @@ func TestOAuthCorruptRecords(t *testing.T) {
 		})
 	}
 }
+
+// TestOAuthGenerationMoves: every change that can end an access token early moves the
+// generation, so that a cache of validated tokens drops it.
+func TestOAuthGenerationMoves(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	u, err := s.CreateUser(ctx, User{Email: "gen@test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := s.OAuthTokens(nil)
+	steps := []struct {
+		name string
+		do   func() error
+	}{
+		{"delete access token", func() error { return tokens.DeleteAccessTokenSession(ctx, "sig") }},
+		{"revoke family access tokens", func() error { return tokens.RevokeAccessToken(ctx, "req") }},
+		{"rotate refresh token", func() error { _ = tokens.RotateRefreshToken(ctx, "req", "sig"); return nil }},
+		{"revoke grants", func() error { _, err := s.RevokeOAuthGrants(ctx, u.ID, "", ""); return err }},
+		{"revoke consent", func() error { _ = s.RevokeOAuthConsent(ctx, u.ID, "c", "r"); return nil }},
+		{"update user", func() error {
+			_, err := s.UpdateUser(ctx, u.ID, func(u *User) error { u.Disabled = true; return nil })
+			return err
+		}},
+	}
+	for _, st := range steps {
+		before := s.OAuthGeneration()
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if s.OAuthGeneration() == before {
+			t.Errorf("%s did not move the generation", st.name)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -50,6 +51,10 @@ type Config struct {
 
 // Store is an open database. Its methods are safe for concurrent use.
 type Store struct {
+	// oauthGen counts changes that can end an access token before its expiry; see
+	// OAuthGeneration.
+	oauthGen atomic.Uint64
+
 	db   *bolt.DB
 	path string
 	log  *slog.Logger
@@ -157,6 +162,13 @@ func (s *Store) Close() error {
 	}
 	return nil
 }
+
+// OAuthGeneration is a number that changes (after the change is committed) whenever an
+// access token may have stopped being valid before its expiry: a token deleted or rotated
+// away, a grant, consent or client revoked or swept, a user updated (disabled, say). A cache
+// of validated tokens that records it before reading and compares it before trusting an
+// entry never serves a token past its revocation.
+func (s *Store) OAuthGeneration() uint64 { return s.oauthGen.Load() }
 
 // Path returns the database file's path as given in Config.Path.
 func (s *Store) Path() string { return s.path }

@@ -213,6 +213,7 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(*User) error)
 	if err := checkID("user id", id); err != nil {
 		return User{}, err
 	}
+	defer s.oauthGen.Add(1) // a disabled user's tokens must stop working
 	if fn == nil {
 		return User{}, fmt.Errorf("%w: UpdateUser without a function", ErrInvalid)
 	}

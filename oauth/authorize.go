@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -211,7 +212,7 @@ func (s *Server) WriteAuthorizeError(w http.ResponseWriter, e *AuthorizeError) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprintf(w, `{"error":%q,"error_description":%q}`+"\n", e.Code(), e.Description())
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": e.Code(), "error_description": e.Description()})
 		return
 	}
 	params := url.Values{"error": {e.Code()}}

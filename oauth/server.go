@@ -55,6 +55,9 @@ type Store interface {
 	GetOAuthConsent(ctx context.Context, userID, clientID, resource string) (data.OAuthConsent, error)
 	PutOAuthConsent(ctx context.Context, c data.OAuthConsent) (data.OAuthConsent, error)
 	GetUser(ctx context.Context, id string) (data.User, error)
+	// OAuthGeneration changes whenever an access token may have ended early; see
+	// data.Store.OAuthGeneration.
+	OAuthGeneration() uint64
 }
 
 // StaticClient is a client the operator registers in configuration.
@@ -131,6 +134,7 @@ type Server struct {
 	log      *slog.Logger
 
 	refreshLocks keyedMutex
+	accessCache  *accessCache
 	touchMu      sync.Mutex
 	touched      map[string]time.Time // client id → last TouchOAuthClient
 }
@@ -187,7 +191,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 
-	s := &Server{cfg: cfg, log: cfg.Logger, touched: make(map[string]time.Time)}
+	s := &Server{cfg: cfg, log: cfg.Logger, touched: make(map[string]time.Time), accessCache: newAccessCache(10000)}
 	allScopes := s.clientScopes()
 	s.clients = &clientManager{store: cfg.Store, scopes: allScopes, static: make(map[string]fosite.Client)}
 	for _, c := range cfg.Clients {

@@ -72,9 +72,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	s.touchClient(ctx, ar.GetClient())
 	grant := "authorization_code"
-	if refreshSig != "" {
+	if ar.GetGrantTypes().ExactOne("refresh_token") {
 		grant = "refresh_token"
-		s.keepForGrace(ctx, refreshSig, refreshToken, ar.GetClient().GetID(), resp)
+	}
+	if refreshSig != "" {
+		s.keepForGrace(ctx, refreshSig, refreshToken, ar, resp)
 	}
 	s.log.Info("oauth: token issued", "grant_type", grant, "client_id", ar.GetClient().GetID(),
 		"user", ar.GetSession().GetSubject(), "resource", fmt.Sprint(ar.GetGrantedAudience()),
@@ -106,21 +108,26 @@ func (s *Server) logTokenError(r *http.Request, err error) {
 // graceSealed is what keepForGrace seals: the response the first refresh got.
 type graceSealed struct {
 	ClientID     string    `json:"client_id"`
+	Resource     string    `json:"resource"`
 	AccessToken  string    `json:"access_token"`
 	RefreshToken string    `json:"refresh_token"`
 	Scope        string    `json:"scope,omitempty"`
 	ExpiresAt    time.Time `json:"expires_at"`
 }
 
-func (s *Server) keepForGrace(ctx context.Context, oldSig, oldToken, clientID string, resp fosite.AccessResponder) {
+func (s *Server) keepForGrace(ctx context.Context, oldSig, oldToken string, ar fosite.AccessRequester, resp fosite.AccessResponder) {
 	rt, _ := resp.GetExtra("refresh_token").(string)
 	if rt == "" {
 		return
 	}
 	scope, _ := resp.GetExtra("scope").(string)
 	expiresIn, _ := resp.GetExtra("expires_in").(int64)
+	resource := ""
+	if aud := ar.GetGrantedAudience(); len(aud) == 1 {
+		resource = aud[0]
+	}
 	payload, err := json.Marshal(graceSealed{
-		ClientID: clientID, AccessToken: resp.GetAccessToken(), RefreshToken: rt, Scope: scope,
+		ClientID: ar.GetClient().GetID(), Resource: resource, AccessToken: resp.GetAccessToken(), RefreshToken: rt, Scope: scope,
 		ExpiresAt: s.cfg.Now().Add(time.Duration(expiresIn) * time.Second),
 	})
 	if err != nil {
@@ -152,12 +159,19 @@ func (s *Server) replayWithinGrace(ctx context.Context, w http.ResponseWriter, r
 	if json.Unmarshal(payload, &g) != nil {
 		return false
 	}
-	if id, _, ok := r.BasicAuth(); ok {
-		if id != g.ClientID {
-			return false
-		}
-	} else if r.PostForm.Get("client_id") != g.ClientID {
+	// The same client, authenticated as fosite would (a confidential client's secret is
+	// checked; a public client names itself), asking for the same resource.
+	fp, ok := s.provider.(*fosite.Fosite)
+	if !ok {
 		return false
+	}
+	c, err := fp.AuthenticateClient(ctx, r, r.PostForm)
+	if err != nil || c.GetID() != g.ClientID {
+		return false
+	}
+	if err := checkResourceAgainst(r.PostForm["resource"], []string{g.Resource}); err != nil {
+		s.provider.WriteAccessError(ctx, w, fosite.NewAccessRequest(nil), err)
+		return true
 	}
 	// The new pair must still be alive: if its family was revoked since, fosite's own answer
 	// (the token was already used) is the right one.
@@ -234,7 +248,8 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	s.provider.WriteRevocationResponse(ctx, w, err)
 }
 
-// Access is what a valid access token grants.
+// Access is what a valid access token grants. It is shared between requests: read it, never
+// change it.
 type Access struct {
 	UserID    string
 	ClientID  string
@@ -250,6 +265,10 @@ func (s *Server) Introspect(ctx context.Context, token string) (*Access, error) 
 	return s.lookup(ctx, token)
 }
 
+// accessTokenPrefix starts every access token fosite's HMAC strategy issues; a token without
+// it is not one of ours, whatever its HMAC says.
+const accessTokenPrefix = "ory_at_"
+
 // errTokenUnknown is any token that is not a live access token of this server.
 var errTokenUnknown = errors.New("oauth: the access token is invalid, expired or revoked")
 
@@ -257,8 +276,16 @@ func (s *Server) lookup(ctx context.Context, token string) (*Access, error) {
 	if token == "" {
 		return nil, errTokenUnknown
 	}
+	gen := s.cfg.Store.OAuthGeneration()
+	if a, ok := s.accessCache.get(token, gen, s.cfg.Now()); ok {
+		return a, nil
+	}
 	// The HMAC first: a forged or mangled token costs no database read.
-	if err := s.strategy.Enigma.Validate(ctx, strings.TrimPrefix(token, "ory_at_")); err != nil {
+	raw, ok := strings.CutPrefix(token, accessTokenPrefix)
+	if !ok {
+		return nil, errTokenUnknown
+	}
+	if err := s.strategy.Enigma.Validate(ctx, raw); err != nil {
 		return nil, errTokenUnknown
 	}
 	sig := s.strategy.AccessTokenSignature(ctx, token)
@@ -288,5 +315,6 @@ func (s *Server) lookup(ctx context.Context, token string) (*Access, error) {
 		}
 		return nil, errTokenUnknown
 	}
+	s.accessCache.put(token, gen, a)
 	return a, nil
 }
