@@ -214,6 +214,9 @@ func TestOAuthTunnelRefusals(t *testing.T) {
 	}
 
 	access, refresh := tokenFor(t, in, user, a)
+	if out, stderr, code := in.adminRun("token", "inspect", access); code != 0 || !strings.Contains(out, email) || !strings.Contains(out, a) {
+		t.Errorf("token inspect: exit %d\n%s%s", code, out, stderr)
+	}
 	r = call(t, in, "POST", a, access)
 	if r.StatusCode != 200 || r.body != "authorization=" {
 		t.Fatalf("with the token: %s %q; want 200 and no Authorization reaching the local server", r.Status, r.body)
@@ -242,6 +245,9 @@ func TestOAuthTunnelRefusals(t *testing.T) {
 	}
 	if r = call(t, in, "POST", a, access); r.StatusCode != 401 {
 		t.Errorf("after revoking the grant: %s", r.Status)
+	}
+	if _, _, code := in.adminRun("token", "inspect", access); code != 1 {
+		t.Errorf("token inspect of a revoked token: exit %d, want 1", code)
 	}
 
 	// Revoking the approval (the CLI, as /grants does) revokes its tokens.

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/toolgate/toolgate/data"
+	"github.com/toolgate/toolgate/oauth"
 	"github.com/toolgate/toolgate/web"
 )
 
@@ -33,6 +34,8 @@ type adminEnv struct {
 	now func() time.Time
 	// keyTTL is how long `key add` links a key for unless told otherwise: the key-ttl setting.
 	keyTTL time.Duration
+	// inspect says what an access token grants (`token inspect`); nil with tunnel-auth none.
+	inspect func(ctx context.Context, token string) (*oauth.Access, error)
 }
 
 const adminUsage = `usage:
@@ -48,6 +51,7 @@ const adminUsage = `usage:
   toolgate grant list [--user EMAIL]                 list approvals users gave OAuth clients
   toolgate grant revoke --user EMAIL [--resource URL] CLIENT_ID
                                                      forget an approval and revoke its tokens
+  toolgate token inspect TOKEN                       what an OAuth access token grants, or why not
 Each takes --config FILE and --data-dir DIR (or TOOLGATE_CONFIG, TOOLGATE_DATA_DIR) to find the
 database; with a server running on it, the command runs inside that server.`
 
@@ -90,6 +94,8 @@ func runAdminCommand(ctx context.Context, env adminEnv, args []string, stdout, s
 			return grantList(ctx, env, args[2:], stdout)
 		case "grant revoke":
 			return grantRevoke(ctx, env, args[2:], stdout)
+		case "token inspect":
+			return tokenInspect(ctx, env, args[2:], stdout)
 		}
 		return usageError{fmt.Sprintf("unknown command %q", args[0]+" "+args[1])}
 	}()

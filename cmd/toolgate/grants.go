@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/toolgate/toolgate/data"
 )
@@ -97,4 +98,33 @@ func grantRevoke(ctx context.Context, env adminEnv, args []string, out io.Writer
 		return fmt.Errorf("%s has no approval for client %q", u.Email, pos[0])
 	}
 	return nil
+}
+
+// tokenInspect is introspection for the operator: what an access token grants. It runs
+// inside the server (the token check needs the server's key, and a stopped server has no
+// tokens in use worth asking about).
+func tokenInspect(ctx context.Context, env adminEnv, args []string, out io.Writer) error {
+	pos, err := parseCommand(flag.NewFlagSet("token inspect", flag.ContinueOnError), args, 1, "TOKEN")
+	if err != nil {
+		return err
+	}
+	if env.inspect == nil {
+		return errors.New("token inspect needs a running server with tunnel-auth oauth")
+	}
+	a, err := env.inspect(ctx, pos[0])
+	if err != nil {
+		return fmt.Errorf("not a live access token: %w", err)
+	}
+	who := a.UserID
+	if u, err := env.store.GetUser(ctx, a.UserID); err == nil {
+		who = u.Email + " (" + u.ID + ")"
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "user\t%s\n", who)
+	fmt.Fprintf(tw, "client\t%s\n", a.ClientID)
+	fmt.Fprintf(tw, "resource\t%s\n", a.Resource)
+	fmt.Fprintf(tw, "scopes\t%s\n", strings.Join(a.Scopes, " "))
+	fmt.Fprintf(tw, "signed in\t%s\n", a.AuthTime.UTC().Format(time.RFC3339))
+	fmt.Fprintf(tw, "expires\t%s\n", a.ExpiresAt.UTC().Format(time.RFC3339))
+	return tw.Flush()
 }

@@ -37,7 +37,7 @@ func run(args []string, stdout, stderr io.Writer, env func(string) (string, bool
 	switch cmd {
 	case "serve":
 		return runServe(args, stdout, stderr, env)
-	case "user", "key", "grant":
+	case "user", "key", "grant", "token":
 		return runAdminCLI(append([]string{cmd}, args...), stdout, stderr, env)
 	case "version":
 		fmt.Fprintln(stdout, "toolgate", version())
@@ -52,7 +52,7 @@ func run(args []string, stdout, stderr io.Writer, env func(string) (string, bool
 
 const usage = `usage:
   toolgate [serve] [flags]   run the server; with no configuration, the development default
-  toolgate user|key|grant ... manage accounts, SSH keys and OAuth approvals (toolgate user help)
+  toolgate user|key|grant|token ...  accounts, SSH keys, OAuth approvals and tokens (toolgate user help)
   toolgate version           print the version
   toolgate serve -h          list the settings (flags, TOOLGATE_* variables, config file keys)`
 

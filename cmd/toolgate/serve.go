@@ -233,7 +233,11 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 	}
 	srv.adminSock = &http.Server{
 		Handler: adminSocketHandler(func() adminEnv {
-			return adminEnv{store: srv.store, accounts: srv.accounts, closer: srv.ssh, keyTTL: s.KeyTTL}
+			env := adminEnv{store: srv.store, accounts: srv.accounts, closer: srv.ssh, keyTTL: s.KeyTTL}
+			if srv.oauth != nil {
+				env.inspect = srv.oauth.Introspect
+			}
+			return env
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
