@@ -60,6 +60,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.provider.WriteAccessError(ctx, w, ar, err)
 		return
 	}
+	// A disabled user's grants issue nothing more (their tokens fail the proxy's check
+	// anyway; this keeps the log honest and the refresh token from living on).
+	if u, err := s.cfg.Store.GetUser(ctx, ar.GetSession().GetSubject()); err != nil || u.Disabled {
+		s.provider.WriteAccessError(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The user of this grant can no longer sign in."))
+		return
+	}
 	if err := checkResourceAgainst(r.PostForm["resource"], s.grantedAudience(ctx, ar)); err != nil {
 		s.provider.WriteAccessError(ctx, w, ar, err)
 		return
