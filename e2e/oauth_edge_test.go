@@ -307,3 +307,42 @@ func TestOAuthOtherUsersTunnel(t *testing.T) {
 		t.Fatal("authorization for another user's tunnel succeeded")
 	}
 }
+
+// TestOAuthExpiredToken: an access token past its lifetime is refused with a 401 challenge
+// (also when the same token passed a moment before, from the cache), and the client's
+// refresh token gets a new one.
+func TestOAuthExpiredToken(t *testing.T) {
+	in := startOAuth(t, "--oauth-access-token-ttl", "1s")
+	const email = "expiry@e2e.test"
+	echo := localServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), 0)
+	key := sshtest.NewKey(t)
+	in.linkKeyTo(key, email)
+	ssh := sshtest.Start(t, sshtest.Options{Key: key, Port: in.ssh, Args: []string{"-T", "-R", fmt.Sprintf("0:127.0.0.1:%d", echo)}})
+	mcpURL := in.url(tunnelHost(t, ssh, 1)[0], "/mcp")
+	user := in.signIn(t, email)
+	access, refresh := tokenFor(t, in, user, mcpURL)
+	if r := call(t, in, "POST", mcpURL, access); r.StatusCode != 200 {
+		t.Fatalf("fresh token: %s", r.Status)
+	}
+	time.Sleep(2100 * time.Millisecond)
+	r := call(t, in, "POST", mcpURL, access)
+	if r.StatusCode != 401 || !strings.Contains(r.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Fatalf("expired token: %s %q", r.Status, r.Header.Get("WWW-Authenticate"))
+	}
+	resp, err := in.client().PostForm(in.url(in.domain, "/oauth/token"), url.Values{"grant_type": {"refresh_token"},
+		"refresh_token": {refresh}, "client_id": {user.lastClientID()}, "resource": {mcpURL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || tok.AccessToken == "" {
+		t.Fatalf("refresh: %s", resp.Status)
+	}
+	if r := call(t, in, "POST", mcpURL, tok.AccessToken); r.StatusCode != 200 {
+		t.Fatalf("refreshed token: %s", r.Status)
+	}
+}
