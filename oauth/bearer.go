@@ -57,7 +57,8 @@ func (s *Server) Check(ctx context.Context, token, origin, path string) (*Access
 
 // ResourceCovers reports whether a token for resource may be used at origin+path.
 func ResourceCovers(resource, origin, path string) bool {
-	if ResourceOrigin(origin) != origin {
+	host, ok := strings.CutPrefix(origin, "https://")
+	if !ok || strings.IndexByte(host, '/') >= 0 {
 		return false // not an origin: it has a path
 	}
 	rest, ok := strings.CutPrefix(resource, origin)
