@@ -479,7 +479,12 @@ func (srv *server) printBanner(w io.Writer) {
 		fmt.Fprintf(w, "\nAdd people with: toolgate user add EMAIL\n")
 	}
 	fmt.Fprintf(w, "\nPut a local MCP server on the internet:\n\n    %s\n\n", srv.sshCommand())
-	fmt.Fprintf(w, "The first time a key connects, ssh shows a link to approve it in the browser.\n\n")
+	fmt.Fprintf(w, "The first time a key connects, ssh shows a link to approve it in the browser.\n")
+	if srv.oauth != nil {
+		fmt.Fprintf(w, "MCP clients get a token for a tunnel by signing you in at %s (OAuth 2.1);\nyour approvals are at %s/grants.\n\n", srv.publicURL(srv.s.Domain), srv.publicURL(srv.s.Domain))
+	} else {
+		fmt.Fprintf(w, "WARNING: tunnel-auth is none: every tunnel is open to anyone who knows its URL.\n\n")
+	}
 	if srv.caPath != "" {
 		fmt.Fprintf(w, "Development CA (trust it, or pass it to your client): %s\n", srv.caPath)
 		fmt.Fprintf(w, "  curl:  curl --cacert %s https://NAME.%s:%d/mcp\n", srv.caPath, srv.s.TunnelDomain, srv.publicHTTPSPort())
