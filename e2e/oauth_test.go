@@ -42,17 +42,7 @@ type browserUser struct {
 
 func (in *instance) signIn(t testing.TB, email string) *browserUser {
 	t.Helper()
-	if _, stderr, code := in.adminRun("user", "add", email); code != 0 && !strings.Contains(stderr, "already exists") {
-		t.Fatalf("user add: %s", stderr)
-	}
-	out, stderr, code := in.adminRun("user", "reset", email)
-	if code != 0 {
-		t.Fatalf("user reset: %s", stderr)
-	}
-	link := regexp.MustCompile(`https://\S+/signin/t/\S+`).FindString(out)
-	if link == "" {
-		t.Fatalf("no sign-in link in %q", out)
-	}
+	link := in.signInLink(t, email)
 	jar, _ := cookiejar.New(nil)
 	u := &browserUser{t: t, in: in, email: email, client: &http.Client{
 		Transport: in.transport(), Jar: jar, Timeout: 30 * time.Second,
