@@ -2,13 +2,17 @@
 # One side-by-side benchmark run of toolgate (docs/PERFORMANCE.md explains the method):
 #   (a) direct to a small Go HTTP server (loadgen backend),
 #   (b) through OpenSSH's sshd remote forward (../shared/bench/sshd-reference, real ssh -N -R),
-#   (c) through toolgate: HTTPS in front, the real OpenSSH client as the tunnel client.
-# Rounds are interleaved (each round measures a, b and c, in a rotated order); the table gives
-# the median over rounds and the [min–max] spread. Then 1,000 idle tunnels on a fresh toolgate
-# (x/crypto clients in loadgen) for memory and goroutines per tunnel, and an optional wrk
-# cross-check of (a) and (b).
+#   (c) through toolgate: HTTPS in front, the real OpenSSH client as the tunnel client; started
+#       with --tunnel-auth none, so that its figures stay comparable with earlier runs,
+#   (d) the same through a second toolgate with --tunnel-auth oauth (the default), every request
+#       carrying an OAuth access token that loadgen obtains as a user and an MCP client would.
+# Rounds are interleaved (each round measures a, b, c and d, in a rotated order; one path at a
+# time, so the two toolgates never compete); the table gives the median over rounds and the
+# [min–max] spread, and a second table sets (d) against (c): OAuth on vs off in the same
+# rounds. Then 1,000 idle tunnels on a fresh toolgate (x/crypto clients in loadgen) for memory
+# and goroutines per tunnel, and an optional wrk cross-check of (a) and (b).
 #
-#   e2e/perf/run.sh                      # ~3 minutes on 2 cores
+#   e2e/perf/run.sh                      # ~4 minutes on 2 cores
 #   ROUNDS=3 DURATION=1s e2e/perf/run.sh # quicker, noisier
 #   RESULTS=/tmp/perf e2e/perf/run.sh    # keep raw results (JSONL), logs and the table there
 #
@@ -95,7 +99,8 @@ go build -o "$work/loadgen" ./e2e/perf/loadgen
 lg=$work/loadgen
 res=$work/results.jsonl
 
-read -r LOCAL PUBLIC SSHD_PORT SETUP_PUBLIC HTTPS SSHP ADMIN HTTPS2 SSHP2 ADMIN2 < <("$lg" freeports -n 10)
+read -r LOCAL PUBLIC SSHD_PORT SETUP_PUBLIC HTTPS SSHP ADMIN HTTPS2 SSHP2 ADMIN2 HTTPS_D SSHP_D ADMIN_D \
+  < <("$lg" freeports -n 13)
 
 # (a) the local server
 start backend "$lg" backend -listen "127.0.0.1:$LOCAL"
@@ -118,18 +123,28 @@ done
 [ -n "$ref_key" ] || echo "run.sh: could not find sshd-reference's user key; skipping setup figure for (b)" >&2
 ref_ssh=$(children "$ref_pid" | head -1)
 
-# (c) toolgate
+# (c) toolgate without tunnel auth (the figures of earlier runs were taken so), and (d) a second
+# toolgate on its own ports and data dir with OAuth on tunnels, as it ships.
 start toolgate "$work/toolgate" serve --data-dir "$work/tg" --https-listen "127.0.0.1:$HTTPS" \
-  --ssh-listen "127.0.0.1:$SSHP" --admin-listen "127.0.0.1:$ADMIN" --log-level warn
+  --ssh-listen "127.0.0.1:$SSHP" --admin-listen "127.0.0.1:$ADMIN" --log-level warn --tunnel-auth none
 tg_pid=${pids[-1]}
-for _ in $(seq 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$ADMIN") 2>/dev/null && { exec 3>&- 3<&-; break; }
-  sleep 0.1
+start toolgate-oauth "$work/toolgate" serve --data-dir "$work/tg-d" --https-listen "127.0.0.1:$HTTPS_D" \
+  --ssh-listen "127.0.0.1:$SSHP_D" --admin-listen "127.0.0.1:$ADMIN_D" --log-level warn --tunnel-auth oauth
+tgd_pid=${pids[-1]}
+for port in "$ADMIN" "$ADMIN_D"; do
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && { exec 3>&- 3<&-; break; }
+    sleep 0.1
+  done
 done
 ca=$work/tg/ca.pem
-for _ in $(seq 50); do [ -s "$ca" ] && break; sleep 0.1; done
+ca_d=$work/tg-d/ca.pem
+for _ in $(seq 50); do [ -s "$ca" ] && [ -s "$ca_d" ] && break; sleep 0.1; done
+# Each toolgate has a CA of its own; bench gets both in one file.
+cat "$ca" "$ca_d" >"$work/ca-both.pem"
 ssh-keygen -q -t ed25519 -N "" -f "$work/key-load"
 ssh-keygen -q -t ed25519 -N "" -f "$work/key-setup"
+ssh-keygen -q -t ed25519 -N "" -f "$work/key-oauth"
 # toolgate accepts linked keys only: link each to a user of its own, as an operator would. Not
 # one user for both: a person gets the same random name back for the same -R, so the setup
 # client would find the load client's tunnel already up.
@@ -137,32 +152,49 @@ for k in key-load key-setup; do
   "$work/toolgate" user add --data-dir "$work/tg" "$k@bench.test" >/dev/null
   "$work/toolgate" key add --data-dir "$work/tg" --user "$k@bench.test" "$work/$k.pub" >/dev/null
 done
+# (d)'s load key, linked on (d): its user owns the tunnel, and only the owner's tokens pass.
+"$work/toolgate" user add --data-dir "$work/tg-d" "key-oauth@bench.test" >/dev/null
+"$work/toolgate" key add --data-dir "$work/tg-d" --user "key-oauth@bench.test" "$work/key-oauth.pub" >/dev/null
 sshopts=(-F /dev/null -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no
   -o UserKnownHostsFile=/dev/null -o ExitOnForwardFailure=yes -o LogLevel=ERROR)
 # ssh -N prints nothing, so learn each key's random name once with -T; toolgate gives the same
 # key and the same -R the same name back, which the -N clients below then get.
 host_load=$("$lg" name -- ssh "${sshopts[@]}" -i "$work/key-load" -p "$SSHP" -T -R "0:127.0.0.1:$LOCAL" bench@127.0.0.1)
 host_setup=$("$lg" name -- ssh "${sshopts[@]}" -i "$work/key-setup" -p "$SSHP" -T -R "0:127.0.0.1:$LOCAL" bench@127.0.0.1)
+host_d=$("$lg" name -- ssh "${sshopts[@]}" -i "$work/key-oauth" -p "$SSHP_D" -T -R "0:127.0.0.1:$LOCAL" bench@127.0.0.1)
 start ssh-load ssh "${sshopts[@]}" -i "$work/key-load" -p "$SSHP" -N -R "0:127.0.0.1:$LOCAL" bench@127.0.0.1
 ssh_load_pid=${pids[-1]}
+start ssh-oauth ssh "${sshopts[@]}" -i "$work/key-oauth" -p "$SSHP_D" -N -R "0:127.0.0.1:$LOCAL" bench@127.0.0.1
+ssh_d_pid=${pids[-1]}
 "$lg" wait -url "https://$host_load:$HTTPS/mcp" -ca "$ca"
 "$lg" wait -url "http://127.0.0.1:$PUBLIC/mcp"
+# (d): without a token a live tunnel answers 401 (404 or 502 while it is not up). Then a token
+# as the tunnel's owner would get one: sign-in link, consent, code with PKCE. Its resource is
+# the tunnel's origin, not .../mcp, so that it also covers the bulk and SSE paths (a token
+# for https://HOST/mcp covers /mcp and below only). Access tokens live an hour by default.
+"$lg" wait -url "https://$host_d:$HTTPS_D/mcp" -ca "$ca_d" -status 401
+token_d=$("$lg" token -apex "https://toolgate.localhost:$HTTPS_D" -dial "127.0.0.1:$HTTPS_D" -ca "$ca_d" \
+  -admin-socket "$work/tg-d/admin.sock" -email key-oauth@bench.test -resource "https://$host_d:$HTTPS_D")
+"$lg" wait -url "https://$host_d:$HTTPS_D/mcp" -ca "$ca_d" -token "$token_d"
 # CPU accounting: the processes that carry (b) (sshd: listener and per-connection processes;
-# the ssh client) and (c) (toolgate and its ssh client).
+# the ssh client), (c) and (d) (each toolgate and its ssh client).
 sshd_pids=""
 [ -n "$ref_key" ] && [ -s "$(dirname "$ref_key")/sshd.pid" ] && sshd_pids=$(descendants "$(cat "$(dirname "$ref_key")/sshd.pid")" | joined)
 cpu_b="$sshd_pids${ref_ssh:+,$ref_ssh}"
 cpu_c="$tg_pid,$ssh_load_pid"
-ours="$backend_pid,$ref_pid,$cpu_b,$cpu_c"
+cpu_d="$tgd_pid,$ssh_d_pid"
+ours="$backend_pid,$ref_pid,$cpu_b,$cpu_c,$cpu_d"
 echo "== (a) http://127.0.0.1:$LOCAL  (b) http://127.0.0.1:$PUBLIC via sshd :$SSHD_PORT  (c) https://$host_load:$HTTPS via toolgate ssh :$SSHP"
+echo "   (d) https://$host_d:$HTTPS_D via toolgate ssh :$SSHP_D, OAuth on"
 
 # --- interleaved rounds ---------------------------------------------------------------------
 for r in $(seq "$ROUNDS"); do
   echo "== round $r/$ROUNDS"
   echo "   load average $(cut -d' ' -f1-3 /proc/loadavg)"
-  "$lg" bench -round "$r" -d "$DURATION" -warm "$WARM" -sse "$SSE_SAMPLES" -ca "$ca" -out "$res" \
-    -cpu "b=$cpu_b" -cpu "c=$cpu_c" -ours "$ours" \
-    -target "a=http://127.0.0.1:$LOCAL" -target "b=http://127.0.0.1:$PUBLIC" -target "c=https://$host_load:$HTTPS"
+  "$lg" bench -round "$r" -d "$DURATION" -warm "$WARM" -sse "$SSE_SAMPLES" -ca "$work/ca-both.pem" -out "$res" \
+    -cpu "b=$cpu_b" -cpu "c=$cpu_c" -cpu "d=$cpu_d" -ours "$ours" -auth "d=$token_d" \
+    -target "a=http://127.0.0.1:$LOCAL" -target "b=http://127.0.0.1:$PUBLIC" -target "c=https://$host_load:$HTTPS" \
+    -target "d=https://$host_d:$HTTPS_D"
   setup_b() {
     [ -n "$ref_key" ] || return 0
     "$lg" setup -path b -round "$r" -url "http://127.0.0.1:$SETUP_PUBLIC/mcp" -out "$res" -- \
@@ -179,6 +211,8 @@ done
 echo "== scale: $SCALE_N idle tunnels on a fresh toolgate"
 stop "$ssh_load_pid"
 stop "$tg_pid"
+stop "$ssh_d_pid"
+stop "$tgd_pid"
 start toolgate-scale "$work/toolgate" serve --data-dir "$work/tg-scale" --https-listen "127.0.0.1:$HTTPS2" \
   --ssh-listen "127.0.0.1:$SSHP2" --admin-listen "127.0.0.1:$ADMIN2" --log-level warn
 for _ in $(seq 100); do

@@ -8,7 +8,10 @@
 //	loadgen name     -- ssh -T -R 0:127.0.0.1:3950 ... (prints the tunnel host the session announces)
 //	loadgen bench    -round 1 -target a=http://127.0.0.1:3950 -target c=https://NAME.toolgate.localhost:8443 -ca ca.pem -out r.jsonl \
 //	                 [-cpu c=TOOLGATE_PID,SSH_PID] [-ours PID,...]   (CPU per request; CPU of other programs)
-//	loadgen wait     -url https://NAME.toolgate.localhost:8443/mcp -ca ca.pem (until a POST answers 200)
+//	                 [-auth d=ACCESS_TOKEN]                          (Authorization: Bearer on every request to d)
+//	loadgen wait     -url https://NAME.toolgate.localhost:8443/mcp -ca ca.pem [-token T] [-status 401] (until a POST answers 200)
+//	loadgen token    -apex https://toolgate.localhost:8443 -dial 127.0.0.1:8443 -ca ca.pem -admin-socket DATA/admin.sock \
+//	                 -email OWNER -resource https://NAME.toolgate.localhost:8443 (sign in, consent, print an access token)
 //	loadgen setup    -path c -url https://NAME.toolgate.localhost:8443/mcp -ca ca.pem -out r.jsonl -- ssh -N -R ...
 //	loadgen scale    -ssh 127.0.0.1:2222 -admin 127.0.0.1:9180 -n 1000 -out r.jsonl
 //	loadgen report   -in r.jsonl
@@ -56,7 +59,7 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("loadgen: ")
 	if len(os.Args) < 2 {
-		log.Fatal("usage: loadgen backend|freeports|name|wait|bench|setup|scale|report [flags]")
+		log.Fatal("usage: loadgen backend|freeports|name|wait|bench|setup|scale|token|report [flags]")
 	}
 	cmd, args := os.Args[1], os.Args[2:]
 	var err error
@@ -77,6 +80,8 @@ func main() {
 		err = runScale(args)
 	case "report":
 		err = runReport(args)
+	case "token":
+		err = runToken(args)
 	default:
 		err = fmt.Errorf("unknown subcommand %q", cmd)
 	}
@@ -280,9 +285,10 @@ func (r *recorder) add(rec record) {
 // HTTP clients.
 
 type target struct {
-	name string // a, b, c
-	base *url.URL
-	dial string // 127.0.0.1:PORT
+	name  string // a, b, c, d
+	base  *url.URL
+	dial  string // 127.0.0.1:PORT
+	token string // OAuth access token sent as "Authorization: Bearer" on every request; "" for none
 }
 
 func parseTarget(s string) (target, error) {
@@ -344,13 +350,23 @@ func newTransport(t target, roots *x509.CertPool, dials *atomic.Int64) *http.Tra
 	}
 }
 
-func post(c *http.Client, u string) (int, error) {
+// bearer adds "Authorization: Bearer token" to req, unless token is "".
+func bearer(req *http.Request, token string) {
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+}
+
+// post sends the small MCP request to u, with the access token if there is one, and reads the
+// whole response.
+func post(c *http.Client, u, token string) (int, error) {
 	req, err := http.NewRequest(http.MethodPost, u, bytes.NewReader(mcpRequest))
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
+	bearer(req, token)
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, err
@@ -382,6 +398,8 @@ func runBench(args []string) error {
 	sseSamples := fs.Int("sse", 3, "SSE streams per target")
 	what := fs.String("what", "small,bulk,sse", "which measurements")
 	ours := fs.String("ours", "", "PID,PID...: every process of this benchmark besides loadgen (backend, sshd, ssh, toolgate); CPU used by anything else is recorded as interference")
+	var authFlags multiFlag
+	fs.Var(&authFlags, "auth", "NAME=TOKEN: every request to target NAME carries \"Authorization: Bearer TOKEN\" (repeat)")
 	var cpuFlags multiFlag
 	fs.Var(&cpuFlags, "cpu", "NAME=PID,PID...: processes that carry path NAME (the tunnel's server and client); their CPU time per request is recorded (repeat)")
 	out := fs.String("out", "-", "JSONL results file (append)")
@@ -395,16 +413,29 @@ func runBench(args []string) error {
 	if err != nil {
 		return err
 	}
+	tokens := map[string]string{}
+	for _, f := range authFlags {
+		name, tok, ok := strings.Cut(f, "=")
+		if !ok || tok == "" {
+			return fmt.Errorf("auth %q: want NAME=TOKEN", f)
+		}
+		tokens[name] = tok
+	}
 	var ts []target
 	for _, s := range targets {
 		t, err := parseTarget(s)
 		if err != nil {
 			return err
 		}
+		t.token = tokens[t.name]
+		delete(tokens, t.name)
 		ts = append(ts, t)
 	}
 	if len(ts) == 0 {
 		return errors.New("no -target")
+	}
+	for name := range tokens {
+		return fmt.Errorf("-auth %s: no such -target", name)
 	}
 	// Rotate the order by round.
 	k := (*round - 1) % len(ts)
@@ -568,7 +599,7 @@ func smallCell(t target, roots *x509.CertPool, c int, warm, dur time.Duration) (
 				if !s.Before(end) {
 					return
 				}
-				code, err := post(client, u)
+				code, err := post(client, u, t.token)
 				el := time.Since(s)
 				if err != nil || code != http.StatusOK {
 					errs.Add(1)
@@ -622,16 +653,25 @@ func bulk(t target, roots *x509.CertPool, n int64) (float64, error) {
 	tr := newTransport(t, roots, nil)
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
-	if code, err := post(client, t.url("/mcp")); err != nil || code != 200 {
+	if code, err := post(client, t.url("/mcp"), t.token); err != nil || code != 200 {
 		return 0, fmt.Errorf("warm-up: %d %v", code, err)
 	}
 	u := t.url("/bulk") + "?bytes=" + strconv.FormatInt(n, 10)
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return 0, err
+	}
+	bearer(req, t.token)
 	s := time.Now()
-	resp, err := client.Get(u)
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+		return 0, fmt.Errorf("%s: %s", resp.Status, b)
+	}
 	buf := make([]byte, 256<<10)
 	var got int64
 	for {
@@ -658,7 +698,7 @@ func sse(t target, roots *x509.CertPool, k int) (firstMs, worstGapDevMs float64,
 	tr := newTransport(t, roots, nil)
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
-	if code, err := post(client, t.url("/mcp")); err != nil || code != 200 {
+	if code, err := post(client, t.url("/mcp"), t.token); err != nil || code != 200 {
 		return 0, 0, fmt.Errorf("warm-up: %d %v", code, err)
 	}
 	var firsts []time.Duration
@@ -667,9 +707,15 @@ func sse(t target, roots *x509.CertPool, k int) (firstMs, worstGapDevMs float64,
 		s := time.Now()
 		req, _ := http.NewRequest(http.MethodGet, t.url("/sse"), nil)
 		req.Header.Set("Accept", "text/event-stream")
+		bearer(req, t.token)
 		resp, err := client.Do(req)
 		if err != nil {
 			return 0, 0, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+			resp.Body.Close()
+			return 0, 0, fmt.Errorf("%s: %s", resp.Status, b)
 		}
 		br := bufio.NewReader(resp.Body)
 		var times []time.Duration
@@ -697,12 +743,15 @@ func sse(t target, roots *x509.CertPool, k int) (firstMs, worstGapDevMs float64,
 }
 
 // ---------------------------------------------------------------------------------------------
-// wait: until a POST to the URL answers 200.
+// wait: until a POST to the URL answers 200 (or -status). With tunnel-auth oauth and no token,
+// 401 is the sign that the tunnel is up: toolgate answers 404 or 502 for one that is not.
 
 func runWait(args []string) error {
 	fs := flag.NewFlagSet("wait", flag.ExitOnError)
 	rawURL := fs.String("url", "", "URL to POST to")
 	caFile := fs.String("ca", "", "PEM CA for https")
+	token := fs.String("token", "", "OAuth access token to send (Authorization: Bearer)")
+	want := fs.Int("status", http.StatusOK, "the status to wait for")
 	timeout := fs.Duration("timeout", 15*time.Second, "give up after")
 	fs.Parse(args)
 	t, err := parseTarget("x=" + *rawURL)
@@ -718,12 +767,12 @@ func runWait(args []string) error {
 	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 	deadline := time.Now().Add(*timeout)
 	for {
-		code, err := post(client, *rawURL)
-		if code == 200 {
+		code, err := post(client, *rawURL, *token)
+		if code == *want {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: no 200 within %s (last: %d %v)", *rawURL, *timeout, code, err)
+			return fmt.Errorf("%s: no %d within %s (last: %d %v)", *rawURL, *want, *timeout, code, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -763,7 +812,7 @@ func runSetup(args []string) error {
 	// connection to toolgate is opened now so that its TLS handshake is not counted.
 	deadline := time.Now().Add(*timeout)
 	for {
-		code, _ := post(client, *rawURL)
+		code, _ := post(client, *rawURL, "")
 		if code != 200 {
 			break
 		}
@@ -783,7 +832,7 @@ func runSetup(args []string) error {
 	polls := 0
 	for {
 		polls++
-		code, _ := post(client, *rawURL)
+		code, _ := post(client, *rawURL, "")
 		if code == 200 {
 			break
 		}
@@ -798,7 +847,7 @@ func runSetup(args []string) error {
 	stopCmd(cmd)
 	// Wait for the tunnel to go away so that the next round starts from nothing.
 	for time.Since(s) < *timeout+10*time.Second {
-		if code, _ := post(client, *rawURL); code != 200 {
+		if code, _ := post(client, *rawURL, ""); code != 200 {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -1037,6 +1086,7 @@ func runReport(args []string) error {
 	}
 	defer f.Close()
 	vals := map[key][]float64{}
+	var recs []record
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var r record
@@ -1045,6 +1095,7 @@ func runReport(args []string) error {
 		}
 		k := key{r.Metric, r.Path, r.Conc}
 		vals[k] = append(vals[k], r.Value)
+		recs = append(recs, r)
 	}
 	stats := map[key]stat{}
 	rounds := 0
@@ -1095,6 +1146,10 @@ func runReport(args []string) error {
 	row("SSE first event, ms", "sse_first_ms", 0, "%.2f")
 	row("SSE worst gap deviation from 100 ms, ms", "sse_gap_dev_ms", 0, "%.2f")
 	row("setup: ssh -N -R start to first 200, ms", "setup_ms", 0, "%.0f")
+	_, haveD := get("post_rps", "d", 1)
+	if haveD {
+		reportOAuth(recs, get, cell)
+	}
 	{
 		var fs []float64
 		for k, v := range vals {
@@ -1183,6 +1238,10 @@ func runReport(args []string) error {
 	{
 		c, ok := get("scale_rss_kib_per_tunnel", "c", 0)
 		target("RSS per idle tunnel < 90 KiB", fmt.Sprintf("%.1f KiB", c.med), c.med < 90, ok)
+	}
+	if haveD {
+		measured, met, ok := oauthTarget(recs)
+		target("req/s with OAuth on (d) ≥ 90% of off (c), same rounds, every conn count", measured, met, ok)
 	}
 	return nil
 }
