@@ -23,11 +23,23 @@ type tokenRef struct {
 
 // familyTokens lists a family's tokens from the request index.
 func familyTokens(tx *bolt.Tx, requestID string) ([]tokenRef, error) {
+	return familyTokensOf(tx, ownerKey(requestID, ""))
+}
+
+// familyTokensOfKind lists the family's index entries of one kind only. A family keeps every
+// rotated refresh token until it expires (for replay detection), so a month of hourly
+// refreshes leaves hundreds of them; the refresh path only ever needs the access tokens, and
+// the kind byte leads the rest of the key, so a narrower prefix skips the others.
+func familyTokensOfKind(tx *bolt.Tx, requestID string, kind byte) ([]tokenRef, error) {
+	return familyTokensOf(tx, ownerKey(requestID, string([]byte{kind})))
+}
+
+func familyTokensOf(tx *bolt.Tx, prefix []byte) ([]tokenRef, error) {
 	var out []tokenRef
-	prefix := ownerKey(requestID, "")
+	requestPrefix := prefix[:bytes.IndexByte(prefix, ownerSep)+1]
 	c := tx.Bucket([]byte(bucketOAuthTokensByRequest)).Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		rest := k[len(prefix):]
+		rest := k[len(requestPrefix):]
 		if len(rest) < 2 {
 			return nil, fmt.Errorf("data: corrupt %s entry", bucketOAuthTokensByRequest)
 		}
@@ -61,14 +73,11 @@ func familyClient(tx *bolt.Tx, requestID string) (string, error) {
 
 // deleteFamilyTokens deletes the family's tokens of one kind, without settling it.
 func deleteFamilyTokens(tx *bolt.Tx, requestID string, kind byte) error {
-	refs, err := familyTokens(tx, requestID)
+	refs, err := familyTokensOfKind(tx, requestID, kind)
 	if err != nil {
 		return err
 	}
 	for _, ref := range refs {
-		if ref.kind != kind {
-			continue
-		}
 		r, found, err := getToken(tx, ref.kind, ref.sig)
 		if err != nil {
 			return err
@@ -92,34 +101,47 @@ func deleteFamilyTokens(tx *bolt.Tx, requestID string, kind byte) error {
 // active or were rotated (their successors are on the way, or in the grace window) rather
 // than revoked.
 func settleFamily(tx *bolt.Tx, requestID, clientID string) error {
-	refs, err := familyTokens(tx, requestID)
+	live, err := familyLive(tx, requestID)
 	if err != nil {
 		return err
-	}
-	live := false
-	for _, ref := range refs {
-		switch ref.kind {
-		case tokenAccess:
-			live = true
-		case tokenRefresh:
-			r, found, err := getToken(tx, ref.kind, ref.sig)
-			if err != nil {
-				return err
-			}
-			live = live || (found && (r.Active || !r.RotatedAt.IsZero()))
-		}
 	}
 	if !live {
 		if err := deleteGrant(tx, requestID); err != nil {
 			return err
 		}
 	}
-	if len(refs) == 0 && clientID != "" {
+	prefix := ownerKey(requestID, "")
+	k, _ := tx.Bucket([]byte(bucketOAuthTokensByRequest)).Cursor().Seek(prefix)
+	if (k == nil || !bytes.HasPrefix(k, prefix)) && clientID != "" {
 		if err := tx.Bucket([]byte(bucketOAuthFamiliesByClient)).Delete(ownerKey(clientID, requestID)); err != nil {
 			return fmt.Errorf("data: unindex OAuth family by client: %w", err)
 		}
 	}
 	return nil
+}
+
+// familyLive reports whether the family has a live token: an access token, or else a refresh
+// token that is active or was rotated. Access tokens are checked first, from the index alone,
+// so a family in use needs no record read.
+func familyLive(tx *bolt.Tx, requestID string) (bool, error) {
+	prefix := ownerKey(requestID, string([]byte{tokenAccess}))
+	if k, _ := tx.Bucket([]byte(bucketOAuthTokensByRequest)).Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
+		return true, nil
+	}
+	refs, err := familyTokensOfKind(tx, requestID, tokenRefresh)
+	if err != nil {
+		return false, err
+	}
+	for _, ref := range refs {
+		r, found, err := getToken(tx, ref.kind, ref.sig)
+		if err != nil {
+			return false, err
+		}
+		if found && (r.Active || !r.RotatedAt.IsZero()) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // deleteFamily deletes every token of a family, its grant and its index entries.
