@@ -49,7 +49,7 @@ func newBenchServer(b *testing.B, noSync bool) *benchServer {
 	srv, err := New(Config{
 		Issuer: "https://bench.localhost:8443", Store: store, Secret: []byte(strings.Repeat("k", 32)),
 		Resources: benchResources{},
-		Clients: []StaticClient{{ID: "bench", RedirectURIs: []string{"http://127.0.0.1/cb"}}},
+		Clients:   []StaticClient{{ID: "bench", RedirectURIs: []string{"http://127.0.0.1/cb"}}},
 	})
 	if err != nil {
 		b.Fatal(err)
