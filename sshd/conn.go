@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -35,7 +36,8 @@ type conn struct {
 	nextPort  uint32
 	ordinal   int
 	passHost  bool
-	done      bool // no more forwards may be added
+	shares    []string // the share= option: applied to every forward of the connection
+	done      bool     // no more forwards may be added
 	reason    string
 	closeOnce sync.Once
 
@@ -249,6 +251,9 @@ func (c *conn) forward(req *ssh.Request) {
 	if c.passHost {
 		f.Tunnel().SetPassHost(true)
 	}
+	if c.shares != nil {
+		f.Tunnel().SetShares(c.shares)
+	}
 	c.mu.Unlock()
 
 	if p.BindPort == 0 {
@@ -317,6 +322,22 @@ func (c *conn) setPassHost(pass bool) {
 		fs.f.Tunnel().SetPassHost(pass)
 	}
 	c.mu.Unlock()
+}
+
+// addShares applies the share option to current and future forwards, and returns the whole
+// list.
+func (c *conn) addShares(with []string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range with {
+		if !slices.Contains(c.shares, w) {
+			c.shares = append(c.shares, w)
+		}
+	}
+	for _, fs := range c.forwards {
+		fs.f.Tunnel().SetShares(c.shares)
+	}
+	return slices.Clone(c.shares)
 }
 
 // Probe implements tunnel.Conn: one keepalive round trip. Concurrent probes share the request in

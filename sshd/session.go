@@ -136,6 +136,14 @@ func (s *session) options(cmd string) {
 			} else {
 				s.c.console.Notify("toolgate: the local server now sees Host: localhost")
 			}
+		case k == "share" && v != "":
+			with, err := parseShares(v)
+			if err != nil {
+				s.c.console.Notify("toolgate: " + err.Error())
+				continue
+			}
+			all := s.c.addShares(with)
+			s.c.console.Notify("toolgate: shared with " + strings.Join(all, ", ") + " (what they may do is the policy's: by default, read tools)")
 		case k == "help":
 			for _, l := range strings.Split(helpText, "\n") {
 				s.c.console.Notify(l)
@@ -149,4 +157,31 @@ func (s *session) options(cmd string) {
 const helpText = `toolgate options (words after the host name):
   host-header=public   pass the public Host header to the local server
   host-header=local    send Host: localhost:PORT (the default; MCP SDKs require it)
+  share=WHO[,WHO...]   share the tunnels with people (email) or groups (group:NAME)
   help                 this text`
+
+// parseShares reads the share option's value: emails and group:NAME, comma-separated.
+func parseShares(v string) ([]string, error) {
+	var out []string
+	for _, w := range strings.Split(v, ",") {
+		w = strings.ToLower(strings.TrimSpace(w))
+		switch {
+		case w == "":
+			continue
+		case strings.HasPrefix(w, "group:") && len(w) > len("group:") && len(w) <= 200:
+		case strings.Count(w, "@") == 1 && !strings.HasPrefix(w, "@") && !strings.HasSuffix(w, "@") && len(w) <= 254:
+		default:
+			return nil, fmt.Errorf("share=%s: %q is neither an email nor group:NAME", v, w)
+		}
+		for _, r := range w {
+			if r < 0x21 || r == 0x7f {
+				return nil, fmt.Errorf("share=%s: %q has a control character or space", v, w)
+			}
+		}
+		out = append(out, w)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("share= needs an email or group:NAME")
+	}
+	return out, nil
+}

@@ -540,6 +540,8 @@ type Tunnel struct {
 	poolKey           string // the proxy's connection-pool key; unique per incarnation
 	passHost          atomic.Bool
 	localHost         atomic.Pointer[string]
+	shares            atomic.Pointer[[]string]
+	values            sync.Map // Value's store
 
 	eps atomic.Pointer[[]*endpoint] // copy on write; guarded by Registry.mu for writers
 	rr  atomic.Uint32
@@ -565,6 +567,32 @@ func (t *Tunnel) SetPassHost(pass bool) { t.passHost.Store(pass) }
 
 // PassHost reports the current Host choice.
 func (t *Tunnel) PassHost() bool { return t.passHost.Load() }
+
+// SetShares replaces whom the owner shares the tunnel with: emails, and "group:NAME" for
+// everyone in a group. What sharing lets them do is the policy's business.
+func (t *Tunnel) SetShares(with []string) {
+	c := slices.Clone(with)
+	t.shares.Store(&c)
+}
+
+// Shares returns whom the tunnel is shared with; nil for nobody. Do not change it.
+func (t *Tunnel) Shares() []string {
+	if p := t.shares.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Value returns the value stored under key for this tunnel, creating it with create on first
+// use. It lets the layers above keep per-tunnel state (the tools its server lists, say) that
+// lives exactly as long as this incarnation of the tunnel.
+func (t *Tunnel) Value(key any, create func() any) any {
+	if v, ok := t.values.Load(key); ok {
+		return v
+	}
+	v, _ := t.values.LoadOrStore(key, create())
+	return v
+}
 
 // LocalHost returns the Host header sent to the local server when the public one is not passed.
 func (t *Tunnel) LocalHost() string { return *t.localHost.Load() }
