@@ -286,7 +286,7 @@ func TestOAuthOtherUsersTunnel(t *testing.T) {
 		Client: in.client(), RedirectURL: "http://127.0.0.1:53682/callback",
 		AuthorizationCodeFetcher: func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
 			page := other.rawGet(args.URL)
-			if page.StatusCode != 200 || strings.Contains(page.body, `value="approve"`) || !strings.Contains(page.body, "belongs to someone else") {
+			if page.StatusCode != 200 || strings.Contains(page.body, `value="approve"`) || !strings.Contains(page.body, "not shared with you") {
 				t.Errorf("consent page for another user's tunnel: %s\n%s", page.Status, page.body)
 			}
 			return nil, fmt.Errorf("the user cancelled")

@@ -35,26 +35,35 @@ type browserUser struct {
 	email  string
 	client *http.Client // keeps cookies, does not follow redirects
 	mu     sync.Mutex
-	// consents counts consent pages shown; authorizations counts codes obtained.
-	consents, authorizations int
-	lastAuthURL              string
+	// consents counts consent pages shown; authorizations counts codes obtained; signIns
+	// counts sign-ins.
+	consents, authorizations, signIns int
+	lastAuthURL                       string
 }
 
 func (in *instance) signIn(t testing.TB, email string) *browserUser {
 	t.Helper()
-	link := in.signInLink(t, email)
 	jar, _ := cookiejar.New(nil)
 	u := &browserUser{t: t, in: in, email: email, client: &http.Client{
 		Transport: in.transport(), Jar: jar, Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
-	page := u.get(link)
-	form := parseForm(t, page)
+	u.signInAgain()
+	return u
+}
+
+// signInAgain signs in with a fresh one-time link, as a person does when toolgate asks.
+func (u *browserUser) signInAgain() {
+	u.t.Helper()
+	page := u.get(u.in.signInLink(u.t, u.email))
+	form := parseForm(u.t, page)
 	resp := u.post(form.action, url.Values{"csrf": {form.fields["csrf"]}, "next": {form.fields["next"]}})
 	if resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("signing in with the link: %s", resp.Status)
+		u.t.Fatalf("signing in with the link: %s", resp.Status)
 	}
-	return u
+	u.mu.Lock()
+	u.signIns++
+	u.mu.Unlock()
 }
 
 func (u *browserUser) abs(path string) string {
@@ -137,6 +146,11 @@ func (u *browserUser) authorize(ctx context.Context, authURL string) (*url.URL, 
 	u.mu.Lock()
 	u.lastAuthURL = authURL
 	u.mu.Unlock()
+	if resp.StatusCode == http.StatusSeeOther && strings.HasPrefix(resp.Header.Get("Location"), "/signin") {
+		// toolgate wants a fresh sign-in (the last one is older than max-auth-age).
+		u.signInAgain()
+		return u.authorize(ctx, authURL)
+	}
 	if resp.StatusCode == http.StatusOK {
 		if !strings.Contains(string(body), "Allow") {
 			return nil, fmt.Errorf("authorization page without an Allow button:\n%s", body)

@@ -257,12 +257,13 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 // Access is what a valid access token grants. It is shared between requests: read it, never
 // change it.
 type Access struct {
-	UserID    string
-	ClientID  string
-	Resource  string // the audience, a canonical resource URL
-	Scopes    []string
-	AuthTime  time.Time // when the user signed in before approving
-	ExpiresAt time.Time
+	UserID     string
+	ClientID   string
+	ClientName string // as the client named itself
+	Resource   string // the audience, a canonical resource URL
+	Scopes     []string
+	AuthTime   time.Time // when the user signed in before approving
+	ExpiresAt  time.Time
 }
 
 // Introspect returns what an access token grants, for the admin API. It does not check the
@@ -307,7 +308,7 @@ func (s *Server) lookup(ctx context.Context, token string) (*Access, error) {
 		return nil, errTokenUnknown
 	}
 	a := &Access{
-		UserID: req.GetSession().GetSubject(), ClientID: req.GetClient().GetID(),
+		UserID: req.GetSession().GetSubject(), ClientID: req.GetClient().GetID(), ClientName: ClientName(req.GetClient()),
 		Scopes: req.GetGrantedScopes(), AuthTime: sessionAuthTime(req.GetSession()), ExpiresAt: exp,
 	}
 	if aud := req.GetGrantedAudience(); len(aud) == 1 {

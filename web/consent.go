@@ -40,6 +40,10 @@ type OAuthConfig struct {
 	Grants GrantStore
 	// Access describes what a user may do with a resource. Required.
 	Access ResourceAccess
+	// MaxAuthAge: authorizing with a browser session older than this signs the person in
+	// again first, so that the token carries a fresh sign-in time (policies ask for one
+	// before destructive tools). Default 0: any session will do.
+	MaxAuthAge time.Duration
 }
 
 // authorize is the authorization endpoint. The request is checked before anything else, so a
@@ -69,6 +73,16 @@ func (a *apex) authorize(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// Always a redirect, whatever the Accept header: this URL is opened in a browser.
+		http.Redirect(w, r, "/signin?next="+url.QueryEscape(safeNext(r.URL.RequestURI())), http.StatusSeeOther)
+		return
+	}
+	if o.MaxAuthAge > 0 && r.Method == http.MethodGet && time.Since(sess.CreatedAt) > o.MaxAuthAge {
+		// Sign in again: the session ends, and the sign-in page brings the browser back here.
+		if err := a.cfg.Sessions.End(w, r); err != nil {
+			writeError(w, r, http.StatusInternalServerError, "internal", "Ending the old session failed.")
+			return
+		}
+		a.cfg.Sessions.setFlash(w, "Sign in again to authorize the application: your last sign-in is too old.")
 		http.Redirect(w, r, "/signin?next="+url.QueryEscape(safeNext(r.URL.RequestURI())), http.StatusSeeOther)
 		return
 	}

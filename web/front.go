@@ -59,6 +59,15 @@ type FrontConfig struct {
 	// insufficient_scope challenge, and the client re-authorizes with the scopes it names.
 	// Used only with Auth. Default none.
 	MethodScopes map[string][]string
+
+	// Policy decides every MCP request on its parsed JSON-RPC body, and filters tools/list
+	// answers (see frontpolicy.go). Used only with Auth. Default nil: no per-tool decisions;
+	// a tunnel then serves its owner only.
+	Policy PolicySource
+	// Users finds a token's user (email, groups) for the policy. Required with Policy.
+	Users UserDirectory
+	// MaxBody bounds a request body the policy step reads whole. Default 1 MiB.
+	MaxBody int64
 }
 
 // TokenChecker validates bearer tokens for tunnels. *oauth.Server implements it.
@@ -74,7 +83,8 @@ type TokenChecker interface {
 
 // Front is the root http.Handler of the public listener.
 type Front struct {
-	cfg FrontConfig
+	cfg   FrontConfig
+	users *userCache
 }
 
 // NewFront returns the public handler.
@@ -99,7 +109,13 @@ func NewFront(cfg FrontConfig) (*Front, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Front{cfg: cfg}, nil
+	if cfg.Policy != nil && cfg.Users == nil {
+		return nil, errors.New("web: FrontConfig.Users is required with Policy")
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 1 << 20
+	}
+	return &Front{cfg: cfg, users: &userCache{dir: cfg.Users}}, nil
 }
 
 // ServeHTTP routes by Host: the apex, a tunnel, or nothing.
@@ -164,19 +180,29 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 	// 3. Token: a bearer token for this tunnel, from the Authorization header only, with the
 	// scopes the request needs; then, until per-tool policy, the owner check. The header is
 	// removed before forwarding: the local server never sees the client's token.
+	var access *oauth.Access
 	if f.cfg.Auth != nil {
-		if !f.authorize(w, r, t) {
+		if access = f.authorize(w, r, t); access == nil {
 			return
 		}
 		r.Header.Del("Authorization")
 	}
 
-	// 4. JSON-RPC inspection and per-tool policy: not yet (see the authorization work).
+	// 4. Policy: the JSON-RPC body read strictly and every message decided before anything is
+	// forwarded; tools/list answers filtered on the way back.
+	done := func() {}
+	if access != nil && f.cfg.Policy != nil {
+		var ok bool
+		if w, done, ok = f.decide(w, r, t, access); !ok {
+			return
+		}
+	}
 
 	// 5. Forward, and tell the owner's terminal what happened.
 	rec := &recorder{ResponseWriter: w}
 	from, _ := netip.ParseAddrPort(r.RemoteAddr)
 	f.cfg.Proxy.Serve(rec, r, t, from)
+	done()
 	t.Notify(requestLine(start, r, rec))
 }
 

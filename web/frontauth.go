@@ -65,9 +65,9 @@ func corsPublic(w http.ResponseWriter, r *http.Request) http.ResponseWriter {
 	return w
 }
 
-// authorize runs the token step; it answers the request itself and reports false when the
+// authorize runs the token step; it answers the request itself and returns nil when the
 // request may not go on.
-func (f *Front) authorize(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel) bool {
+func (f *Front) authorize(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel) *oauth.Access {
 	origin := requestOrigin(r)
 	path := r.URL.EscapedPath()
 	metadata := oauth.ResourceMetadataURL(origin, path)
@@ -81,7 +81,7 @@ func (f *Front) authorize(w http.ResponseWriter, r *http.Request, t *tunnel.Tunn
 			msg = "Send the access token in the Authorization header, not in the URL."
 		}
 		writeError(w, r, http.StatusUnauthorized, "unauthorized", msg)
-		return false
+		return nil
 	}
 	var access *oauth.Access
 	if err == nil {
@@ -91,21 +91,21 @@ func (f *Front) authorize(w http.ResponseWriter, r *http.Request, t *tunnel.Tunn
 	case errors.Is(err, oauth.ErrInvalidToken):
 		w.Header().Set("WWW-Authenticate", oauth.Challenge(metadata, scopes, "invalid_token", "The access token is invalid, expired or revoked."))
 		writeError(w, r, http.StatusUnauthorized, "invalid_token", "The access token is invalid, expired or revoked.")
-		return false
+		return nil
 	case errors.Is(err, oauth.ErrWrongResource):
 		w.Header().Set("WWW-Authenticate", oauth.Challenge(metadata, scopes, "invalid_token", "The access token is for another MCP server."))
 		writeError(w, r, http.StatusUnauthorized, "invalid_token", "The access token was issued for another MCP server.")
-		return false
+		return nil
 	case err != nil:
 		f.cfg.Logger.Error("checking an access token failed", "err", err)
 		writeError(w, r, http.StatusInternalServerError, "internal", "Checking the access token failed.")
-		return false
+		return nil
 	}
 
 	if len(f.cfg.MethodScopes) > 0 {
 		need, ok := f.neededScopes(w, r)
 		if !ok {
-			return false
+			return nil
 		}
 		if missing := missingScopes(access.Scopes, need); len(missing) > 0 {
 			all := union(scopes, need)
@@ -113,17 +113,17 @@ func (f *Front) authorize(w http.ResponseWriter, r *http.Request, t *tunnel.Tunn
 				"This request needs the scope "+strings.Join(missing, " ")))
 			writeError(w, r, http.StatusForbidden, "insufficient_scope",
 				"This request needs the scope "+strings.Join(missing, " ")+"; the client must ask for it.")
-			return false
+			return nil
 		}
 	}
 
-	// Until per-tool policy decides who else may use a tunnel, it serves its owner only.
-	if access.UserID != t.Owner() {
+	// Without a policy, a tunnel serves its owner only; with one, the policy decides.
+	if f.cfg.Policy == nil && access.UserID != t.Owner() {
 		writeError(w, r, http.StatusForbidden, "not_shared",
 			"This tunnel belongs to someone else and is not shared with you.")
-		return false
+		return nil
 	}
-	return true
+	return access
 }
 
 // maxInspectBody bounds how much of a request body is read to find its JSON-RPC method.

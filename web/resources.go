@@ -4,7 +4,9 @@ import (
 	"context"
 	"net"
 	"strings"
+	"time"
 
+	"github.com/toolgate/toolgate/authz"
 	"github.com/toolgate/toolgate/tunnel"
 )
 
@@ -14,6 +16,8 @@ type TunnelOwners interface {
 	Owner(ctx context.Context, name string) (string, bool)
 	// Names lists the live tunnels.
 	Names() []string
+	// Lookup returns the live tunnel called name, or nil.
+	Lookup(name string) *tunnel.Tunnel
 }
 
 // TunnelResources tells the authorization server which resources exist (oauth.Resources) and
@@ -26,6 +30,11 @@ type TunnelResources struct {
 	TunnelDomain string
 	// Port is the public HTTPS port, part of every origin unless it is 443. Required.
 	Port string
+	// Policy, when set, is asked what a user could do with a tunnel (Describe). Default nil:
+	// the owner may do everything and nobody else anything.
+	Policy PolicySource
+	// Users finds users' email and groups for Policy. Required with Policy.
+	Users UserDirectory
 }
 
 // name returns the tunnel name of an origin on this server's tunnel domain and port.
@@ -68,8 +77,9 @@ func (t TunnelResources) Only(context.Context) (string, bool) {
 	return origin, true
 }
 
-// Describe implements ResourceAccess. Until per-tool policy, a tunnel's owner may do
-// everything and nobody else anything.
+// Describe implements ResourceAccess: what the policy in force would let the user do, asked
+// for each class of tool as a caller with a fresh sign-in. Without a policy, a tunnel's
+// owner may do everything and nobody else anything.
 func (t TunnelResources) Describe(ctx context.Context, userID, resource string) (string, bool) {
 	origin := resource
 	if i := strings.Index(strings.TrimPrefix(resource, "https://"), "/"); i >= 0 {
@@ -80,6 +90,9 @@ func (t TunnelResources) Describe(ctx context.Context, userID, resource string) 
 		return "Nothing: this is not a tunnel of this server.", false
 	}
 	owner, ok := t.Tunnels.Owner(ctx, name)
+	if ok && t.Policy != nil {
+		return t.describePolicy(ctx, userID, name, owner)
+	}
 	switch {
 	case !ok:
 		return "Nothing: the tunnel " + name + " does not exist.", false
@@ -87,4 +100,42 @@ func (t TunnelResources) Describe(ctx context.Context, userID, resource string) 
 		return "Nothing: the tunnel " + name + " belongs to someone else and is not shared with you.", false
 	}
 	return "Everything: list and call every tool of " + name + ", which is your tunnel, as you could yourself.", true
+}
+
+func (t TunnelResources) describePolicy(ctx context.Context, userID, name, owner string) (string, bool) {
+	u, err := t.Users.GetUser(ctx, userID)
+	if err != nil {
+		return "Nothing: your account could not be read.", false
+	}
+	var shares []string
+	if live := t.Tunnels.Lookup(name); live != nil {
+		shares = live.Shares()
+	}
+	in := authz.Input{Tunnel: name, Owner: owner, Shared: sharedWith(shares, u.Email, u.Groups), Time: time.Now()}
+	in.User.ID, in.User.Email, in.User.Groups = u.ID, u.Email, u.Groups
+	pol := t.Policy.Current()
+	var may []string
+	for _, c := range []authz.Class{authz.Read, authz.Write, authz.Destructive} {
+		probe := in
+		probe.Method, probe.Class = "tools/call", c
+		if d, _ := pol.Decide(&probe); d.Effect != authz.Deny {
+			may = append(may, string(c))
+		}
+	}
+	probe := in
+	probe.Method = "tools/list"
+	d, _ := pol.Decide(&probe)
+	whose := "someone else's tunnel " + name
+	if owner == userID {
+		whose = "your tunnel " + name
+	}
+	switch {
+	case len(may) == 3:
+		return "Everything: list and call every tool of " + whose + ", as you could yourself.", true
+	case len(may) > 0:
+		return "Call the " + strings.Join(may, " and ") + " tools of " + whose + " (policy rules decide each call; other tools are hidden).", true
+	case d.Effect == authz.Allow:
+		return "List the tools of " + whose + ", but call none of them.", true
+	}
+	return "Nothing: " + whose + " is not shared with you.", false
 }

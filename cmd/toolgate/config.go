@@ -81,6 +81,9 @@ type settings struct {
 	OAuthRefreshTokenTTL    time.Duration
 	OAuthRefreshGrace       time.Duration
 	OAuthRegistrationPerMin int
+	Policy                  string
+	MaxAuthAge              time.Duration
+	MaxBody                 int
 
 	LogLevel  string
 	LogFormat string
@@ -172,6 +175,9 @@ func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&s.OAuthRefreshTokenTTL, "oauth-refresh-token-ttl", 30*24*time.Hour, "lifetime of refresh tokens (each refresh issues a new one)")
 	fs.DurationVar(&s.OAuthRefreshGrace, "oauth-refresh-grace", 30*time.Second, "a refresh token used again within this time gets the same new tokens instead of revoking them (clients that race themselves); 0 disables")
 	fs.IntVar(&s.OAuthRegistrationPerMin, "oauth-registrations-per-minute", 10, "dynamic registrations allowed per client IP per minute")
+	fs.StringVar(&s.Policy, "policy", "", "YAML policy file (rules with CEL conditions; reloaded on SIGHUP) (default: the built-in policy: owners may do everything, people a tunnel is shared with may use read tools)")
+	fs.DurationVar(&s.MaxAuthAge, "max-auth-age", 12*time.Hour, "destructive tools need a sign-in younger than this (the built-in policy asks older ones to authorize again), and authorizing after it signs the person in again")
+	fs.IntVar(&s.MaxBody, "max-body", 1<<20, "largest MCP request body toolgate reads whole to decide it (bytes); larger ones are refused")
 
 	fs.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&s.LogFormat, "log-format", "json", "json or text")

@@ -243,6 +243,9 @@ func TestSettingsEverySource(t *testing.T) {
 		"oauth-refresh-token-ttl":          {val: "24h0m0s"},
 		"oauth-refresh-grace":              {val: "5s"},
 		"oauth-registrations-per-minute":   {val: "3"},
+		"policy":                           {val: "/etc/toolgate/policy.yaml"},
+		"max-auth-age":                     {val: "30m0s"},
+		"max-body":                         {val: "65536"},
 	}
 	def := mustLoad(t, nil, nil)
 	newFlagSet(&settings{}, io.Discard).VisitAll(func(f *flag.Flag) {

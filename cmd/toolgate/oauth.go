@@ -13,6 +13,7 @@ import (
 	"github.com/ory/fosite"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/toolgate/toolgate/authz"
 	"github.com/toolgate/toolgate/oauth"
 	"github.com/toolgate/toolgate/web"
 )
@@ -34,6 +35,12 @@ func (s *settings) validateOAuth(bad func(name, format string, a ...any)) {
 	}
 	if _, err := parseMethodScopes(s.OAuthMethodScopes); err != nil {
 		bad("oauth-method-scopes", "%v", err)
+	}
+	if s.MaxAuthAge <= 0 {
+		bad("max-auth-age", "must be positive")
+	}
+	if s.MaxBody < 1024 {
+		bad("max-body", "must be at least 1024 bytes")
 	}
 	for name, d := range map[string]bool{
 		"oauth-access-token-ttl": s.OAuthAccessTokenTTL > 0, "oauth-refresh-token-ttl": s.OAuthRefreshTokenTTL > 0,
@@ -163,8 +170,12 @@ func (srv *server) newOAuth(ctx context.Context) error {
 			}
 		}
 	}
+	if srv.policies, err = loadPolicy(s.Policy, authz.DefaultPolicy(s.MaxAuthAge), srv.log); err != nil {
+		return err
+	}
 	srv.resources = web.TunnelResources{
 		Tunnels: srv.reg, TunnelDomain: s.TunnelDomain, Port: fmt.Sprint(srv.publicHTTPSPort()),
+		Policy: srv.policies, Users: srv.store,
 	}
 	srv.oauth, err = oauth.New(oauth.Config{
 		Issuer:    srv.publicURL(s.Domain),

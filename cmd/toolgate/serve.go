@@ -48,6 +48,7 @@ type server struct {
 	oauth        *oauth.Server
 	resources    web.TunnelResources
 	methodScopes map[string][]string
+	policies     *policies // nil with tunnel-auth none
 	// bootstrapLink is the first admin's one-time sign-in link, printed in the banner; empty
 	// once the installation has a usable account.
 	bootstrapLink string
@@ -181,9 +182,11 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 
 	var apexOAuth *web.OAuthConfig
 	var tokens web.TokenChecker
+	var policy web.PolicySource
 	if srv.oauth != nil {
-		apexOAuth = &web.OAuthConfig{Server: srv.oauth, Grants: srv.store, Access: srv.resources}
+		apexOAuth = &web.OAuthConfig{Server: srv.oauth, Grants: srv.store, Access: srv.resources, MaxAuthAge: s.MaxAuthAge}
 		tokens = srv.oauth
+		policy = srv.policies
 	}
 	front, err := web.NewFront(web.FrontConfig{
 		Domain:       s.Domain,
@@ -197,6 +200,9 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		}),
 		Auth:           tokens,
 		MethodScopes:   srv.methodScopes,
+		Policy:         policy,
+		Users:          srv.store,
+		MaxBody:        int64(s.MaxBody),
 		AllowedOrigins: []string(s.AllowedOrigins),
 		Logger:         log,
 	})
@@ -249,6 +255,9 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 	}
 	sweepCtx, stopSweeps := context.WithCancel(context.Background())
 	srv.stopSweeps = stopSweeps
+	if srv.policies != nil {
+		go srv.policies.reloadOnSIGHUP(sweepCtx)
+	}
 	go srv.store.RunSweeps(sweepCtx, data.SweepConfig{
 		NamesInUse: srv.reg.InUse,
 		// A link that lapses ends its connections, as a revoke does: the key must be

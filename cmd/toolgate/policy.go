@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/toolgate/toolgate/authz"
+)
+
+// policies holds the policy in force and swaps it on reload. A request takes one policy
+// (Current) for its whole path, so a reload never splits a request between two policies.
+type policies struct {
+	path string // "" for the built-in policy
+	cur  atomic.Pointer[authz.Policy]
+	log  *slog.Logger
+}
+
+// loadPolicy reads the policy setting: a file, or the built-in default.
+func loadPolicy(path string, def *authz.Policy, log *slog.Logger) (*policies, error) {
+	p := &policies{path: path, log: log}
+	if path == "" {
+		p.cur.Store(def)
+		return p, nil
+	}
+	pol, err := readPolicy(path)
+	if err != nil {
+		return nil, err
+	}
+	p.cur.Store(pol)
+	return p, nil
+}
+
+func readPolicy(path string) (*authz.Policy, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("setting policy: %w", err)
+	}
+	pol, err := authz.ParsePolicy(path, src)
+	if err != nil {
+		return nil, fmt.Errorf("setting policy: %w", err)
+	}
+	return pol, nil
+}
+
+// Current implements web.PolicySource.
+func (p *policies) Current() *authz.Policy { return p.cur.Load() }
+
+// Reload reads the file again. A broken file is refused with its line and column, and the
+// policy in force stays.
+func (p *policies) Reload() error {
+	if p.path == "" {
+		return nil
+	}
+	pol, err := readPolicy(p.path)
+	if err != nil {
+		p.log.Error("policy reload refused; the previous policy stays in force", "file", p.path, "err", err)
+		return err
+	}
+	p.cur.Store(pol)
+	p.log.Info("policy reloaded", "file", p.path, "rules", len(pol.Rules()))
+	return nil
+}
+
+// reloadOnSIGHUP reloads until ctx ends.
+func (p *policies) reloadOnSIGHUP(ctx context.Context) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	defer signal.Stop(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+			_ = p.Reload()
+		}
+	}
+}

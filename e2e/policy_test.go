@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
+
+	"github.com/toolgate/toolgate/e2e/sshtest"
+)
+
+// notesServer is a real MCP server (the Go SDK's) with one tool of each class, told apart by
+// the annotations it lists them with. It counts the calls that reach it, so a test can tell a
+// denial from a call that got through.
+type notesServer struct {
+	port  int
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func startNotesServer(t testing.TB) *notesServer {
+	t.Helper()
+	ns := &notesServer{calls: map[string]int{}}
+	srv := mcp.NewServer(&mcp.Implementation{Name: "notes", Version: "1"}, nil)
+	no := false
+	for _, tool := range []*mcp.Tool{
+		{Name: "read_notes", Description: "read", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+		{Name: "write_note", Description: "write", Annotations: &mcp.ToolAnnotations{DestructiveHint: &no}},
+		{Name: "delete_all", Description: "destructive: no hints"},
+	} {
+		name := tool.Name
+		mcp.AddTool(srv, tool, func(ctx context.Context, _ *mcp.CallToolRequest, _ map[string]any) (*mcp.CallToolResult, any, error) {
+			ns.mu.Lock()
+			ns.calls[name]++
+			ns.mu.Unlock()
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: name + " done"}}}, nil, nil
+		})
+	}
+	ns.port = localServer(t, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil), 0)
+	return ns
+}
+
+func (ns *notesServer) count(tool string) int {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	return ns.calls[tool]
+}
+
+// policyTunnel opens the owner's tunnel to ns, with the remote command words given.
+func policyTunnel(t testing.TB, in *instance, owner string, ns *notesServer, words ...string) string {
+	t.Helper()
+	key := sshtest.NewKey(t)
+	in.linkKeyTo(key, owner)
+	ssh := sshtest.Start(t, sshtest.Options{Key: key, Port: in.ssh,
+		Args: []string{"-T", "-R", fmt.Sprintf("0:127.0.0.1:%d", ns.port)}, Command: words})
+	return in.url(tunnelHost(t, ssh, 1)[0], "/mcp")
+}
+
+func policyClient(t testing.TB, in *instance, user *browserUser, mcpURL string) *mcp.ClientSession {
+	t.Helper()
+	h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
+		Client: in.client(), RedirectURL: "http://127.0.0.1:53682/callback",
+		AuthorizationCodeFetcher: user.fetcher(),
+		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
+			ClientName: "policy client", RedirectURIs: []string{"http://127.0.0.1:53682/callback"},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "policy-e2e", Version: "1"}, nil).Connect(ctx,
+		&mcp.StreamableClientTransport{Endpoint: mcpURL, HTTPClient: in.client(), OAuthHandler: h}, nil)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
+}
+
+func toolNames(t testing.TB, cs *mcp.ClientSession) []string {
+	t.Helper()
+	res, err := cs.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatalf("tools/list: %v", err)
+	}
+	var names []string
+	for _, tool := range res.Tools {
+		names = append(names, tool.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// TestPolicyOwnerAndSharedUser: the built-in policy through a real tunnel. The owner sees and
+// calls every tool. The owner shares the tunnel from the ssh command line; the person it is
+// shared with sees only the read tool in tools/list, may call it, and is denied the write and
+// destructive tools with a JSON-RPC error naming the rule, and those calls never reach the
+// server. Someone it is not shared with is not offered the approval at all.
+func TestPolicyOwnerAndSharedUser(t *testing.T) {
+	in := startOAuth(t)
+	ns := startNotesServer(t)
+	mcpURL := policyTunnel(t, in, "owner@e2e.test", ns, "share=friend@e2e.test")
+
+	owner := policyClient(t, in, in.signIn(t, "owner@e2e.test"), mcpURL)
+	if got := toolNames(t, owner); !slices.Equal(got, []string{"delete_all", "read_notes", "write_note"}) {
+		t.Fatalf("the owner's tools/list: %v", got)
+	}
+	for _, tool := range []string{"read_notes", "write_note", "delete_all"} {
+		if res, err := owner.CallTool(context.Background(), &mcp.CallToolParams{Name: tool}); err != nil || res.IsError {
+			t.Errorf("the owner calling %s: %v %+v", tool, err, res)
+		}
+	}
+
+	friend := policyClient(t, in, in.signIn(t, "friend@e2e.test"), mcpURL)
+	if got := toolNames(t, friend); !slices.Equal(got, []string{"read_notes"}) {
+		t.Errorf("the shared user's tools/list: %v, want only read_notes", got)
+	}
+	if res, err := friend.CallTool(context.Background(), &mcp.CallToolParams{Name: "read_notes"}); err != nil || res.IsError {
+		t.Errorf("the shared user calling read_notes: %v %+v", err, res)
+	}
+	before := ns.count("write_note") + ns.count("delete_all")
+	for _, tool := range []string{"write_note", "delete_all"} {
+		_, err := friend.CallTool(context.Background(), &mcp.CallToolParams{Name: tool})
+		if err == nil || !strings.Contains(err.Error(), `rule "default"`) {
+			t.Errorf("the shared user calling %s: %v; want a denial naming the rule", tool, err)
+		}
+	}
+	if after := ns.count("write_note") + ns.count("delete_all"); after != before {
+		t.Errorf("denied calls reached the server (%d → %d)", before, after)
+	}
+}
+
+// TestPolicyStepUpForOldSignIn: destructive tools need a sign-in younger than max-auth-age.
+// Past it, the owner's destructive call gets a 403 insufficient_scope challenge; the client
+// authorizes again, which signs the person in again, and the retried call passes. Read calls
+// are not affected.
+func TestPolicyStepUpForOldSignIn(t *testing.T) {
+	in := startOAuth(t, "--max-auth-age", "3s")
+	ns := startNotesServer(t)
+	mcpURL := policyTunnel(t, in, "stepper@e2e.test", ns)
+	user := in.signIn(t, "stepper@e2e.test")
+	cs := policyClient(t, in, user, mcpURL)
+	// Listing teaches toolgate the classes; a tool never listed would count as destructive.
+	toolNames(t, cs)
+	if res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "delete_all"}); err != nil || res.IsError {
+		t.Fatalf("destructive call right after sign-in: %v", err)
+	}
+	time.Sleep(3500 * time.Millisecond)
+	if res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "read_notes"}); err != nil || res.IsError {
+		t.Fatalf("read call with an old sign-in: %v", err)
+	}
+	authorizations := user.authorizations
+	if res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "delete_all"}); err != nil || res.IsError {
+		t.Fatalf("destructive call with an old sign-in, after step-up: %v", err)
+	}
+	if user.authorizations != authorizations+1 || user.signIns < 2 {
+		t.Errorf("authorizations %d → %d, sign-ins %d; want one more authorization after signing in again",
+			authorizations, user.authorizations, user.signIns)
+	}
+	if n := ns.count("delete_all"); n != 2 {
+		t.Errorf("delete_all reached the server %d times, want 2", n)
+	}
+}

@@ -1,0 +1,387 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/toolgate/toolgate/authz"
+	"github.com/toolgate/toolgate/data"
+	"github.com/toolgate/toolgate/oauth"
+	"github.com/toolgate/toolgate/tunnel"
+)
+
+// The policy step of the tunnel path (step 4 of serveTunnel): every MCP request is read
+// strictly and decided before anything reaches the tunnel, and tools/list answers are filtered
+// on their way back.
+
+// PolicySource returns the policy in force. Reloading swaps what it returns; a request uses
+// one policy from start to end.
+type PolicySource interface {
+	Current() *authz.Policy
+}
+
+// UserDirectory finds a token's user for the policy: email and groups. *data.Store
+// implements it.
+type UserDirectory interface {
+	GetUser(ctx context.Context, id string) (data.User, error)
+	// OAuthGeneration moves whenever a user changes; cached users are re-read after it does.
+	OAuthGeneration() uint64
+}
+
+// DenyCode is the JSON-RPC error code of a policy denial: outside the ranges JSON-RPC
+// (-32768 to -32000) and MCP reserve, so no client mistakes it for a protocol error.
+const DenyCode = -31403
+
+// toolsKey is the key of a tunnel's authz.Tools in tunnel.Tunnel.Value.
+type toolsKey struct{}
+
+func tunnelTools(t *tunnel.Tunnel) *authz.Tools {
+	return t.Value(toolsKey{}, func() any { return authz.NewTools() }).(*authz.Tools)
+}
+
+// policyRequest is one request being decided: the policy, and the input every message of it
+// shares.
+type policyRequest struct {
+	f      *Front
+	policy *authz.Policy
+	t      *tunnel.Tunnel
+	base   authz.Input
+}
+
+// decide runs the policy step. It answers the request itself and returns false when the
+// request may not go on; otherwise it returns the writer to use (wrapped to filter tools/list
+// answers when the request asks for any) and a function to call when the response is done.
+func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel, access *oauth.Access) (http.ResponseWriter, func(), bool) {
+	pr, err := f.newPolicyRequest(r, t, access)
+	if err != nil {
+		f.cfg.Logger.Error("preparing the policy input failed", "err", err)
+		writeError(w, r, http.StatusInternalServerError, "internal", "Deciding this request failed.")
+		return nil, nil, false
+	}
+	if r.Method != http.MethodPost {
+		// GET (the server's event stream) and DELETE (ending a session) carry no JSON-RPC;
+		// they are decided as a method of their own, which the default policy allows to
+		// whoever may use the tunnel at all.
+		in := pr.base
+		in.Method = strings.ToLower(r.Method)
+		d, _ := pr.policy.Decide(&in)
+		if d.Effect != authz.Allow {
+			writeError(w, r, http.StatusForbidden, "denied", denialText(d))
+			return nil, nil, false
+		}
+		return w, func() {}, true
+	}
+
+	body, err := io.ReadAll(io.LimitReader(r.Body, f.cfg.MaxBody+1))
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "bad_body", "Reading the request body failed.")
+		return nil, nil, false
+	}
+	if int64(len(body)) > f.cfg.MaxBody {
+		writeRPCError(w, http.StatusRequestEntityTooLarge, nil, -32600,
+			fmt.Sprintf("The request body is over %d bytes; toolgate does not forward what it cannot read whole.", f.cfg.MaxBody))
+		return nil, nil, false
+	}
+	req, err := authz.Inspect(body, r.Header)
+	if err != nil {
+		var pe *authz.ParseError
+		if errors.As(err, &pe) {
+			writeRPCError(w, pe.Status, pe.ID, pe.Code, pe.Message)
+		} else {
+			writeRPCError(w, http.StatusBadRequest, nil, -32700, "The body is not a JSON-RPC message.")
+		}
+		return nil, nil, false
+	}
+
+	var denied []deniedMessage
+	var stepUp *authz.Decision
+	var lists []json.RawMessage
+	for _, m := range req.Messages {
+		if m.IsResponse() {
+			continue // a client answering the server (sampling, elicitation): not a request
+		}
+		d := pr.decideMessage(m)
+		switch d.Effect {
+		case authz.Deny:
+			denied = append(denied, deniedMessage{m, d})
+		case authz.StepUp:
+			if stepUp == nil {
+				stepUp = &d
+			}
+		}
+		if m.Method == "tools/list" && m.ID != nil {
+			lists = append(lists, m.ID)
+		}
+	}
+	switch {
+	case len(denied) > 0:
+		writeDenial(w, req, denied)
+		return nil, nil, false
+	case stepUp != nil:
+		origin := requestOrigin(r)
+		metadata := oauth.ResourceMetadataURL(origin, r.URL.EscapedPath())
+		scopes := union(f.cfg.Auth.DefaultScopes(), stepUp.Scopes)
+		w.Header().Set("WWW-Authenticate", oauth.Challenge(metadata, scopes, "insufficient_scope", denialText(*stepUp)))
+		writeError(w, r, http.StatusForbidden, "insufficient_scope", denialText(*stepUp)+" Authorize the client again.")
+		return nil, nil, false
+	}
+
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if len(lists) == 0 {
+		return w, func() {}, true
+	}
+	fw := &filterWriter{ResponseWriter: w, ids: lists, pr: pr}
+	return fw, fw.finish, true
+}
+
+type deniedMessage struct {
+	m authz.Message
+	d authz.Decision
+}
+
+func (f *Front) newPolicyRequest(r *http.Request, t *tunnel.Tunnel, access *oauth.Access) (*policyRequest, error) {
+	pr := &policyRequest{f: f, policy: f.cfg.Policy.Current(), t: t}
+	in := &pr.base
+	u, err := f.users.get(r.Context(), access.UserID)
+	if err != nil {
+		return nil, err
+	}
+	in.User.ID, in.User.Email, in.User.Groups = u.ID, u.Email, u.Groups
+	in.Client.ID = access.ClientID
+	in.Client.Name = access.ClientName
+	in.Scopes = access.Scopes
+	in.Tunnel, in.Owner = t.Name(), t.Owner()
+	in.Shared = sharedWith(t.Shares(), u.Email, u.Groups)
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		in.SourceIP = ap.Addr().Unmap().String()
+	}
+	in.Time = time.Now()
+	// An unknown sign-in time is an old one: a policy asking for a fresh sign-in must not
+	// take "unknown" for "just now".
+	in.AuthAge = time.Duration(math.MaxInt64)
+	if !access.AuthTime.IsZero() {
+		in.AuthAge = in.Time.Sub(access.AuthTime)
+	}
+	return pr, nil
+}
+
+// decideMessage decides one JSON-RPC request of the body.
+func (pr *policyRequest) decideMessage(m authz.Message) authz.Decision {
+	in := pr.base
+	in.Method = m.Method
+	switch m.Method {
+	case "tools/call":
+		in.Tool = m.Name
+		in.Class = pr.classOf(m.Name)
+		if len(m.Arguments) > 0 {
+			// Inspect has checked the arguments are a JSON object.
+			_ = json.Unmarshal(m.Arguments, &in.Arguments)
+		}
+	case "prompts/get":
+		in.Tool, in.Class = m.Name, authz.Read
+	case "resources/read":
+		in.Tool, in.Class = m.URI, authz.Read
+	}
+	d, errs := pr.policy.Decide(&in)
+	for _, err := range errs {
+		pr.f.cfg.Logger.Warn("policy rule failed to evaluate", "tunnel", in.Tunnel, "method", in.Method, "err", err)
+	}
+	return d
+}
+
+// classOf is a tool's class: the policy's override, else what the server's own listing says;
+// a tool never listed counts as destructive.
+func (pr *policyRequest) classOf(tool string) authz.Class {
+	if c, ok := pr.policy.ClassOverride(pr.t.Name(), tool); ok {
+		return c
+	}
+	c, _ := tunnelTools(pr.t).Class(tool)
+	return c
+}
+
+// visible says whether a tools/list answer may show a tool to this caller: if it may call it,
+// or could after authorizing again.
+func (pr *policyRequest) visible(name string, class authz.Class) bool {
+	if c, ok := pr.policy.ClassOverride(pr.t.Name(), name); ok {
+		class = c
+	}
+	in := pr.base
+	in.Method, in.Tool, in.Class = "tools/call", name, class
+	d, _ := pr.policy.Decide(&in)
+	return d.Effect != authz.Deny
+}
+
+func sharedWith(shares []string, email string, groups []string) bool {
+	email = strings.ToLower(email)
+	for _, s := range shares {
+		if g, ok := strings.CutPrefix(s, "group:"); ok {
+			if slices.ContainsFunc(groups, func(x string) bool { return strings.EqualFold(x, g) }) {
+				return true
+			}
+		} else if email != "" && s == email {
+			return true
+		}
+	}
+	return false
+}
+
+func denialText(d authz.Decision) string {
+	msg := fmt.Sprintf("Denied by toolgate policy rule %q.", d.Rule)
+	if d.Message != "" {
+		msg += " " + d.Message
+	}
+	return msg
+}
+
+// writeDenial answers a denied request without forwarding any of it: a JSON-RPC error per
+// request that has an id (a batch gets an array), 403 for notifications only.
+func writeDenial(w http.ResponseWriter, req *authz.Request, denied []deniedMessage) {
+	byID := map[string]authz.Decision{}
+	first := denied[0].d
+	for _, dm := range denied {
+		if dm.m.ID != nil {
+			byID[string(dm.m.ID)] = dm.d
+		}
+	}
+	var out []rpcError
+	for _, m := range req.Messages {
+		if m.ID == nil || m.IsResponse() {
+			continue
+		}
+		d, ok := byID[string(m.ID)]
+		if !ok {
+			// Allowed on its own, but the batch it came in is denied as a whole.
+			d = first
+		}
+		out = append(out, newRPCError(m.ID, DenyCode, denialText(d)))
+	}
+	if len(out) == 0 {
+		writeRPCError(w, http.StatusForbidden, nil, DenyCode, denialText(first))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if req.Batch {
+		_ = json.NewEncoder(w).Encode(out)
+		return
+	}
+	_ = json.NewEncoder(w).Encode(out[0])
+}
+
+type rpcError struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Error   struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func newRPCError(id json.RawMessage, code int, msg string) rpcError {
+	e := rpcError{JSONRPC: "2.0", ID: id}
+	if e.ID == nil {
+		e.ID = json.RawMessage("null")
+	}
+	e.Error.Code, e.Error.Message = code, msg
+	return e
+}
+
+func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, code int, msg string) {
+	w.Header().Del("Content-Length")
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(newRPCError(id, code, msg))
+}
+
+// filterWriter filters the answer to a request with tools/list in it. Its content type is
+// known only when the local server's headers arrive, so the filter is made then.
+type filterWriter struct {
+	http.ResponseWriter
+	ids    []json.RawMessage
+	pr     *policyRequest
+	filter *authz.ResponseFilter
+	failed bool
+}
+
+func (fw *filterWriter) WriteHeader(code int) {
+	if code >= 200 && fw.filter == nil {
+		h := fw.Header()
+		ct := h.Get("Content-Type")
+		tools := tunnelTools(fw.pr.t)
+		fw.filter = authz.NewResponseFilter(fw.ResponseWriter, ct, fw.ids, fw.pr.visible,
+			func(result json.RawMessage) error { return tools.Learn(result, false) })
+		h.Del("Content-Length") // the filtered body is shorter
+	}
+	fw.ResponseWriter.WriteHeader(code)
+}
+
+func (fw *filterWriter) Write(b []byte) (int, error) {
+	if fw.filter == nil {
+		fw.WriteHeader(http.StatusOK)
+	}
+	n, err := fw.filter.Write(b)
+	if err != nil && !fw.failed {
+		fw.failed = true
+		fw.pr.f.cfg.Logger.Warn("filtering a tools/list answer failed", "tunnel", fw.pr.t.Name(), "err", err)
+	}
+	return n, err
+}
+
+func (fw *filterWriter) FlushError() error {
+	return http.NewResponseController(fw.ResponseWriter).Flush()
+}
+
+func (fw *filterWriter) Unwrap() http.ResponseWriter { return fw.ResponseWriter }
+
+// finish ends the filtered body: a buffered JSON answer is written now.
+func (fw *filterWriter) finish() {
+	if fw.filter != nil {
+		if err := fw.filter.Close(); err != nil && !fw.failed {
+			fw.pr.f.cfg.Logger.Warn("filtering a tools/list answer failed", "tunnel", fw.pr.t.Name(), "err", err)
+		}
+	}
+}
+
+// userCache keeps the users the policy step looked up, until any user changes.
+type userCache struct {
+	dir UserDirectory
+	mu  sync.Mutex
+	gen uint64
+	m   map[string]data.User
+}
+
+func (c *userCache) get(ctx context.Context, id string) (data.User, error) {
+	gen := c.dir.OAuthGeneration()
+	c.mu.Lock()
+	if c.gen != gen || c.m == nil || len(c.m) > 10000 {
+		c.m, c.gen = make(map[string]data.User), gen
+	}
+	u, ok := c.m[id]
+	c.mu.Unlock()
+	if ok {
+		return u, nil
+	}
+	u, err := c.dir.GetUser(ctx, id)
+	if err != nil {
+		return data.User{}, err
+	}
+	c.mu.Lock()
+	if c.gen == gen {
+		c.m[id] = u
+	}
+	c.mu.Unlock()
+	return u, nil
+}
