@@ -47,7 +47,7 @@ func TestPolicyBypassAttempts(t *testing.T) {
 		{name: "case trick in the tool name", body: msg("1", "Read_Notes"), wantStatus: 200, wantCode: -31403},
 		{name: "lookalike tool name", body: msg("1", "read_notes\u200b"), wantStatus: 200, wantCode: -31403},
 		{name: "2026-07-28 header disagrees with the body", body: msg("1", "delete_all"),
-			header: []string{"MCP-Protocol-Version", "2026-07-28", "Mcp-Method", "tools/call", "Mcp-Name", "read_notes"},
+			header:     []string{"MCP-Protocol-Version", "2026-07-28", "Mcp-Method", "tools/call", "Mcp-Name", "read_notes"},
 			wantStatus: 400, wantCode: -32020},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

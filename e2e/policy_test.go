@@ -57,11 +57,17 @@ func (ns *notesServer) count(tool string) int {
 // policyTunnel opens the owner's tunnel to ns, with the remote command words given.
 func policyTunnel(t testing.TB, in *instance, owner string, ns *notesServer, words ...string) string {
 	t.Helper()
+	u, _ := policyTunnelSSH(t, in, owner, ns, words...)
+	return u
+}
+
+func policyTunnelSSH(t testing.TB, in *instance, owner string, ns *notesServer, words ...string) (string, *sshtest.Client) {
+	t.Helper()
 	key := sshtest.NewKey(t)
 	in.linkKeyTo(key, owner)
 	ssh := sshtest.Start(t, sshtest.Options{Key: key, Port: in.ssh,
 		Args: []string{"-T", "-R", fmt.Sprintf("0:127.0.0.1:%d", ns.port)}, Command: words})
-	return in.url(tunnelHost(t, ssh, 1)[0], "/mcp")
+	return in.url(tunnelHost(t, ssh, 1)[0], "/mcp"), ssh
 }
 
 func policyClient(t testing.TB, in *instance, user *browserUser, mcpURL string) *mcp.ClientSession {
@@ -109,7 +115,7 @@ func toolNames(t testing.TB, cs *mcp.ClientSession) []string {
 func TestPolicyOwnerAndSharedUser(t *testing.T) {
 	in := startOAuth(t)
 	ns := startNotesServer(t)
-	mcpURL := policyTunnel(t, in, "owner@e2e.test", ns, "share=friend@e2e.test")
+	mcpURL, ssh := policyTunnelSSH(t, in, "owner@e2e.test", ns, "share=friend@e2e.test")
 
 	owner := policyClient(t, in, in.signIn(t, "owner@e2e.test"), mcpURL)
 	if got := toolNames(t, owner); !slices.Equal(got, []string{"delete_all", "read_notes", "write_note"}) {
@@ -137,6 +143,14 @@ func TestPolicyOwnerAndSharedUser(t *testing.T) {
 	}
 	if after := ns.count("write_note") + ns.count("delete_all"); after != before {
 		t.Errorf("denied calls reached the server (%d → %d)", before, after)
+	}
+
+	// The owner's terminal shows who asked for what and what was decided.
+	for _, want := range []string{"shared with friend@e2e.test",
+		`owner@e2e.test via "policy client"  tools/call delete_all [destructive]  allow  200`,
+		`friend@e2e.test via "policy client"  tools/call read_notes [read]  allow  200`,
+		`friend@e2e.test via "policy client"  tools/call write_note [write]  DENIED by "default"  200`} {
+		waitFor(t, 5*time.Second, "the terminal line "+want, func() bool { return strings.Contains(ssh.Output(), want) })
 	}
 }
 

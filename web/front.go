@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -177,14 +178,22 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 		w = &corsWriter{ResponseWriter: w, origin: origin}
 	}
 
+	// From here on, whatever happens is a line on the owner's terminal: who asked for what,
+	// what was decided, and how it went.
+	rec := &recorder{ResponseWriter: w}
+	w = rec
+	info := &requestInfo{}
+	defer func() { t.Notify(requestLine(start, r, rec, info)) }()
+
 	// 3. Token: a bearer token for this tunnel, from the Authorization header only, with the
-	// scopes the request needs; then, until per-tool policy, the owner check. The header is
-	// removed before forwarding: the local server never sees the client's token.
+	// scopes the request needs; without a policy, the owner check. The header is removed
+	// before forwarding: the local server never sees the client's token.
 	var access *oauth.Access
 	if f.cfg.Auth != nil {
 		if access = f.authorize(w, r, t); access == nil {
 			return
 		}
+		info.user, info.client = access.UserID, access.ClientName
 		r.Header.Del("Authorization")
 	}
 
@@ -193,17 +202,15 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 	done := func() {}
 	if access != nil && f.cfg.Policy != nil {
 		var ok bool
-		if w, done, ok = f.decide(w, r, t, access); !ok {
+		if w, done, ok = f.decide(w, r, t, access, info); !ok {
 			return
 		}
 	}
 
-	// 5. Forward, and tell the owner's terminal what happened.
-	rec := &recorder{ResponseWriter: w}
+	// 5. Forward.
 	from, _ := netip.ParseAddrPort(r.RemoteAddr)
-	f.cfg.Proxy.Serve(rec, r, t, from)
+	f.cfg.Proxy.Serve(w, r, t, from)
 	done()
-	t.Notify(requestLine(start, r, rec))
 }
 
 // originAllowed accepts the tunnel's own origin, the apex, and the configured patterns.
@@ -333,8 +340,19 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// requestLine is what the owner's terminal shows for one request.
-func requestLine(start time.Time, r *http.Request, rec *recorder) string {
+// requestInfo is what the token and policy steps learned about a request, for its line.
+type requestInfo struct {
+	user, client   string // the token's user (email when known) and client name
+	method, tool   string // the first JSON-RPC request of the body
+	class          string
+	decision, rule string // "" when no policy decided
+	more           int    // further requests in a batch
+}
+
+// requestLine is what the owner's terminal shows for one request: for an MCP request the
+// user, client, method, tool and class and the decision, with denials in capitals; then the
+// status, time and size.
+func requestLine(start time.Time, r *http.Request, rec *recorder, info *requestInfo) string {
 	status := rec.status
 	if status == 0 {
 		status = 499 // the client went away before any response
@@ -351,6 +369,31 @@ func requestLine(start time.Time, r *http.Request, rec *recorder) string {
 		note = "  upgraded"
 	case status >= 500:
 		note = "  <- check your local server"
+	}
+	if info != nil && info.method != "" {
+		what := info.method
+		if info.tool != "" {
+			what += " " + info.tool
+		}
+		if info.class != "" {
+			what += " [" + info.class + "]"
+		}
+		if info.more > 0 {
+			what += fmt.Sprintf(" (+%d in batch)", info.more)
+		}
+		decision := info.decision
+		switch info.decision {
+		case "deny":
+			decision = "DENIED by " + strconv.Quote(info.rule)
+		case "step_up":
+			decision = "STEP-UP by " + strconv.Quote(info.rule)
+		}
+		who := info.user
+		if info.client != "" {
+			who += " via " + strconv.Quote(info.client)
+		}
+		return printable(fmt.Sprintf("%s  %s  %s  %s  %d  %s  %s%s", start.Format("15:04:05"), who, what, decision, status,
+			roundDuration(time.Since(start)), sizeString(rec.bytes), note))
 	}
 	return fmt.Sprintf("%s  %-6s %-24s %d  %7s  %s%s", start.Format("15:04:05"), printable(r.Method), path, status,
 		roundDuration(time.Since(start)), sizeString(rec.bytes), note)

@@ -42,7 +42,7 @@ func TestOriginAllowed(t *testing.T) {
 
 func TestRequestLineIsPrintable(t *testing.T) {
 	r := httptest.NewRequest("GET", "/a%1b%5b2Jb/%e2%80%ae", nil)
-	line := requestLine(time.Now(), r, &recorder{status: 200, bytes: 1234})
+	line := requestLine(time.Now(), r, &recorder{status: 200, bytes: 1234}, nil)
 	for _, c := range []byte(line) {
 		if c < 0x20 || c == 0x7f {
 			t.Fatalf("terminal line carries control byte %#x: %q", c, line)

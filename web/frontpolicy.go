@@ -62,12 +62,15 @@ type policyRequest struct {
 // decide runs the policy step. It answers the request itself and returns false when the
 // request may not go on; otherwise it returns the writer to use (wrapped to filter tools/list
 // answers when the request asks for any) and a function to call when the response is done.
-func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel, access *oauth.Access) (http.ResponseWriter, func(), bool) {
+func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel, access *oauth.Access, info *requestInfo) (http.ResponseWriter, func(), bool) {
 	pr, err := f.newPolicyRequest(r, t, access)
 	if err != nil {
 		f.cfg.Logger.Error("preparing the policy input failed", "err", err)
 		writeError(w, r, http.StatusInternalServerError, "internal", "Deciding this request failed.")
 		return nil, nil, false
+	}
+	if pr.base.User.Email != "" {
+		info.user = pr.base.User.Email
 	}
 	if r.Method != http.MethodPost {
 		// GET (the server's event stream) and DELETE (ending a session) carry no JSON-RPC;
@@ -76,6 +79,7 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 		in := pr.base
 		in.Method = strings.ToLower(r.Method)
 		d, _ := pr.policy.Decide(&in)
+		info.method, info.decision, info.rule = in.Method, string(d.Effect), d.Rule
 		if d.Effect != authz.Allow {
 			writeError(w, r, http.StatusForbidden, "denied", denialText(d))
 			return nil, nil, false
@@ -95,6 +99,7 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 	}
 	req, err := authz.Inspect(body, r.Header)
 	if err != nil {
+		info.method, info.decision, info.rule = "(unreadable JSON-RPC)", "deny", "inspection"
 		var pe *authz.ParseError
 		if errors.As(err, &pe) {
 			writeRPCError(w, pe.Status, pe.ID, pe.Code, pe.Message)
@@ -111,7 +116,16 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 		if m.IsResponse() {
 			continue // a client answering the server (sampling, elicitation): not a request
 		}
-		d := pr.decideMessage(m)
+		d, class := pr.decideMessage(m)
+		if info.method == "" {
+			info.method, info.tool, info.class = m.Method, m.Name+m.URI, string(class)
+			info.decision, info.rule = string(d.Effect), d.Rule
+		} else {
+			info.more++
+			if d.Effect != authz.Allow && info.decision == string(authz.Allow) {
+				info.decision, info.rule = string(d.Effect), d.Rule
+			}
+		}
 		switch d.Effect {
 		case authz.Deny:
 			denied = append(denied, deniedMessage{m, d})
@@ -176,8 +190,8 @@ func (f *Front) newPolicyRequest(r *http.Request, t *tunnel.Tunnel, access *oaut
 	return pr, nil
 }
 
-// decideMessage decides one JSON-RPC request of the body.
-func (pr *policyRequest) decideMessage(m authz.Message) authz.Decision {
+// decideMessage decides one JSON-RPC request of the body, and says which class it counted as.
+func (pr *policyRequest) decideMessage(m authz.Message) (authz.Decision, authz.Class) {
 	in := pr.base
 	in.Method = m.Method
 	switch m.Method {
@@ -197,7 +211,7 @@ func (pr *policyRequest) decideMessage(m authz.Message) authz.Decision {
 	for _, err := range errs {
 		pr.f.cfg.Logger.Warn("policy rule failed to evaluate", "tunnel", in.Tunnel, "method", in.Method, "err", err)
 	}
-	return d
+	return d, in.Class
 }
 
 // classOf is a tool's class: the policy's override, else what the server's own listing says;
