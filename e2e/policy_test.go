@@ -145,6 +145,20 @@ func TestPolicyOwnerAndSharedUser(t *testing.T) {
 		t.Errorf("denied calls reached the server (%d → %d)", before, after)
 	}
 
+	// toolgate policy test answers the same, naming the rule and where the class came from.
+	name := strings.Split(strings.TrimPrefix(mcpURL, "https://"), ".")[0]
+	for tool, want := range map[string]string{
+		"write_note": `DENY by rule "default"`, "read_notes": `ALLOW by rule "shared-read"`, "nonexistent": `DENY by rule "default"`,
+	} {
+		out, stderr, code := in.adminRun("policy", "test", "--user", "friend@e2e.test", "--tunnel", name, "--tool", tool)
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("policy test %s: exit %d, %q%s; want %q", tool, code, out, stderr, want)
+		}
+		if tool == "write_note" && !strings.Contains(out, "write (from the server's tools/list)") {
+			t.Errorf("policy test %s does not say where the class came from:\n%s", tool, out)
+		}
+	}
+
 	// The owner's terminal shows who asked for what and what was decided.
 	for _, want := range []string{"shared with friend@e2e.test",
 		`owner@e2e.test via "policy client"  tools/call delete_all [destructive]  allow  200`,

@@ -46,7 +46,8 @@ const DenyCode = -31403
 // toolsKey is the key of a tunnel's authz.Tools in tunnel.Tunnel.Value.
 type toolsKey struct{}
 
-func tunnelTools(t *tunnel.Tunnel) *authz.Tools {
+// TunnelTools is the tunnel's tools as its server last listed them (through toolgate).
+func TunnelTools(t *tunnel.Tunnel) *authz.Tools {
 	return t.Value(toolsKey{}, func() any { return authz.NewTools() }).(*authz.Tools)
 }
 
@@ -220,7 +221,7 @@ func (pr *policyRequest) classOf(tool string) authz.Class {
 	if c, ok := pr.policy.ClassOverride(pr.t.Name(), tool); ok {
 		return c
 	}
-	c, _ := tunnelTools(pr.t).Class(tool)
+	c, _ := TunnelTools(pr.t).Class(tool)
 	return c
 }
 
@@ -334,7 +335,7 @@ func (fw *filterWriter) WriteHeader(code int) {
 	if code >= 200 && fw.filter == nil {
 		h := fw.Header()
 		ct := h.Get("Content-Type")
-		tools := tunnelTools(fw.pr.t)
+		tools := TunnelTools(fw.pr.t)
 		fw.filter = authz.NewResponseFilter(fw.ResponseWriter, ct, fw.ids, fw.pr.visible,
 			func(result json.RawMessage) error { return tools.Learn(result, false) })
 		h.Del("Content-Length") // the filtered body is shorter

@@ -36,6 +36,8 @@ type adminEnv struct {
 	keyTTL time.Duration
 	// inspect says what an access token grants (`token inspect`); nil with tunnel-auth none.
 	inspect func(ctx context.Context, token string) (*oauth.Access, error)
+	// policies is what `policy test` asks; nil with tunnel-auth none.
+	policies *policyEnv
 }
 
 const adminUsage = `usage:
@@ -52,6 +54,8 @@ const adminUsage = `usage:
   toolgate grant revoke --user EMAIL [--resource URL] CLIENT_ID
                                                      forget an approval and revoke its tokens
   toolgate token inspect TOKEN                       what an OAuth access token grants, or why not
+  toolgate policy test --user EMAIL --tunnel NAME --tool TOOL [--client ID] [--args JSON]
+                                                     what the policy decides, and by which rule
 Each takes --config FILE and --data-dir DIR (or TOOLGATE_CONFIG, TOOLGATE_DATA_DIR) to find the
 database; with a server running on it, the command runs inside that server.`
 
@@ -96,6 +100,8 @@ func runAdminCommand(ctx context.Context, env adminEnv, args []string, stdout, s
 			return grantRevoke(ctx, env, args[2:], stdout)
 		case "token inspect":
 			return tokenInspect(ctx, env, args[2:], stdout)
+		case "policy test":
+			return policyTest(ctx, env, args[2:], stdout)
 		}
 		return usageError{fmt.Sprintf("unknown command %q", args[0]+" "+args[1])}
 	}()

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/toolgate/toolgate/authz"
 	"github.com/toolgate/toolgate/data"
 	"github.com/toolgate/toolgate/web"
 )
@@ -131,7 +132,21 @@ func runAdminCLI(args []string, stdout, stderr io.Writer, env func(string) (stri
 		fmt.Fprintf(stderr, "toolgate: %v\n", err)
 		return 1
 	}
-	return runAdminCommand(ctx, adminEnv{store: store, accounts: accounts, keyTTL: s.KeyTTL}, rest, stdout, stderr)
+	aenv := adminEnv{store: store, accounts: accounts, keyTTL: s.KeyTTL}
+	if s.TunnelAuth == "oauth" {
+		// No server: the configured policy, and what the database knows.
+		var pol *authz.Policy
+		if s.Policy != "" {
+			if pol, err = readPolicy(s.Policy); err != nil {
+				fmt.Fprintf(stderr, "toolgate: %v\n", err)
+				return 1
+			}
+		} else {
+			pol = authz.DefaultPolicy(s.MaxAuthAge)
+		}
+		aenv.policies = &policyEnv{policy: func() *authz.Policy { return pol }}
+	}
+	return runAdminCommand(ctx, aenv, rest, stdout, stderr)
 }
 
 // inlineKeyFile replaces the file argument of `key add` with the file's text ("-": standard

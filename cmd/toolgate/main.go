@@ -37,7 +37,7 @@ func run(args []string, stdout, stderr io.Writer, env func(string) (string, bool
 	switch cmd {
 	case "serve":
 		return runServe(args, stdout, stderr, env)
-	case "user", "key", "grant", "token":
+	case "user", "key", "grant", "token", "policy":
 		return runAdminCLI(append([]string{cmd}, args...), stdout, stderr, env)
 	case "version":
 		fmt.Fprintln(stdout, "toolgate", version())

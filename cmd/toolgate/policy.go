@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/toolgate/toolgate/authz"
+	"github.com/toolgate/toolgate/web"
 )
 
 // policies holds the policy in force and swaps it on reload. A request takes one policy
@@ -79,4 +80,14 @@ func (p *policies) reloadOnSIGHUP(ctx context.Context) {
 			_ = p.Reload()
 		}
 	}
+}
+
+// tunnelPolicyInfo is what `policy test` needs to know about a live tunnel.
+func (srv *server) tunnelPolicyInfo(name, tool string) (owner string, shares []string, class authz.Class, known, live bool) {
+	t := srv.reg.Lookup(name)
+	if t == nil {
+		return "", nil, "", false, false
+	}
+	class, known = web.TunnelTools(t).Class(tool)
+	return t.Owner(), t.Shares(), class, known, true
 }

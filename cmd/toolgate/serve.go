@@ -242,6 +242,7 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 			env := adminEnv{store: srv.store, accounts: srv.accounts, closer: srv.ssh, keyTTL: s.KeyTTL}
 			if srv.oauth != nil {
 				env.inspect = srv.oauth.Introspect
+				env.policies = &policyEnv{policy: srv.policies.Current, tunnel: srv.tunnelPolicyInfo}
 			}
 			return env
 		}),
