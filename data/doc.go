@@ -13,7 +13,10 @@
 // For OAuth (see oauth.go) data keeps clients, users' consents, and fosite's codes and tokens
 // ([Store.OAuthTokens] is fosite's token storage) grouped into families with grant records;
 // which clients may register, token lifetimes and what a consent covers belong to package
-// oauth. Package data imports no other toolgate package.
+// oauth. The audit log (see audit.go) commits queued records in batches, one fsync per batch
+// rather than per request, so a crash loses at most the records of the last
+// AuditLogConfig.FlushInterval plus one commit, and never more than its QueueSize.
+// Package data imports no other toolgate package.
 //
 // bbolt allows one process per file, so the in-process locks here are all the coordination
 // there is. A backend for several nodes would implement the same methods with leases.

@@ -68,6 +68,11 @@ import (
 //	oauth_consents_by_client
 //	                    client id || 0x00 || user id ||       empty (index of a client's consents, for
 //	                    0x00 || resource                      DeleteOAuthClient)
+//	audit               uint64 BE seq (bbolt's bucket         JSON auditRecord {"v":1,"time","kind","user",
+//	                    sequence, from 1)                     "client","client_name","tunnel","owner",
+//	                                                          "method","tool","class","decision","rule",
+//	                                                          "status","latency_ns","bytes","args_digest",
+//	                                                          "args" (JSON as given),"source_ip","detail"}
 //
 // Times in JSON are RFC 3339 in UTC. Every index is derived from the bucket it points into and
 // rewritten in the same transaction as the record; readers still re-check the record, so a stale
@@ -99,6 +104,13 @@ import (
 // PKCE request whose session sets no expiry is swept 24 hours after it was stored; an access or
 // refresh token without one never expires and has no expiry entry. Every OAuth method refuses
 // NUL in the ids and resources it puts in keys.
+//
+// audit is append-only (see audit.go, auditlog.go): one writer takes each seq from the bucket's
+// NextSequence in the transaction that puts the record, so seqs are dense, survive restarts and
+// are in commit order, which is time order up to records appended concurrently or with a Time
+// set by the caller. Records are only ever deleted from the front (SweepAudit, oldest first),
+// so the count is the last seq minus the first plus one, with no walk. It has no index:
+// queries scan by seq.
 //
 // certmagic values keep a fixed binary header instead of JSON: they are opaque payloads of their
 // own (PEM, JSON), and the header holds the only metadata certmagic asks for (Stat's Modified).
@@ -132,6 +144,8 @@ const (
 	bucketOAuthConsents         = "oauth_consents"
 	bucketOAuthConsentsByClient = "oauth_consents_by_client"
 
+	bucketAudit = "audit"
+
 	keySchema = "schema"
 
 	// schemaVersion is the layout above. Bump it when a change needs a migration; a binary
@@ -160,6 +174,7 @@ func allBuckets() []string {
 		bucketOAuthTokens, bucketOAuthTokensByRequest, bucketOAuthTokensByExpiry, bucketOAuthFamiliesByClient,
 		bucketOAuthGrants, bucketOAuthGrantsByUser,
 		bucketOAuthConsents, bucketOAuthConsentsByClient,
+		bucketAudit,
 	}
 }
 

@@ -190,19 +190,25 @@ type SweepConfig struct {
 	// Store, and a slow one delays the next sweep, not the server. Default nil.
 	KeysExpired func([]SSHKey)
 
+	// Audit is the audit log whose retention (its AuditLogConfig's MaxAge and MaxRecords) the
+	// sweep enforces on the audit bucket, with [Store.SweepAudit]. Default nil: audit
+	// records are not swept.
+	Audit *AuditLog
+
 	// Now is the clock sweeps compare deadlines with. Default time.Now.
 	Now func() time.Time
 
 	// Logger receives a line per sweep that released something (counts at info level for
-	// names, keys and OAuth clients, at debug level for sessions, tickets and OAuth tokens,
-	// which expire as a matter of course; the names and fingerprints at debug level) and
-	// sweep failures.
+	// names, keys and OAuth clients, at debug level for sessions, tickets, OAuth tokens and
+	// audit records, which expire as a matter of course; the names and fingerprints at debug
+	// level) and sweep failures.
 	// Default: the Store's Config.Logger.
 	Logger *slog.Logger
 }
 
 // RunSweeps releases expired name claims and deletes expired SSH key links, browser sessions,
-// tickets, OAuth clients and OAuth tokens every cfg.Interval until ctx is done, then returns.
+// tickets, OAuth clients and OAuth tokens, and audit records past cfg.Audit's retention,
+// every cfg.Interval until ctx is done, then returns.
 // Within a tick, a sweep that removes a full batch is followed at once by another of the same
 // kind, so a backlog does not wait for the ticker. Failures are logged and retried at the next tick; one kind failing does
 // not stop the others.
@@ -282,6 +288,17 @@ func (s *Store) sweepOnce(ctx context.Context, cfg SweepConfig) {
 		}
 		return n, err
 	})
+	if cfg.Audit != nil {
+		// SweepAudit works through a backlog in chunks itself, so no drain.
+		maxAge, maxRecords := cfg.Audit.retention()
+		n, err := s.SweepAudit(ctx, cfg.Now(), maxAge, maxRecords)
+		if n > 0 {
+			log.Debug("deleted audit records past retention", "count", n)
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("audit retention sweep failed", "err", err)
+		}
+	}
 }
 
 // drain runs sweep until it removes less than a full batch, fails, or ctx is done. A failure
