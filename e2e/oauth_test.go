@@ -199,8 +199,8 @@ func oauthTunnel(t testing.TB, in *instance, email string) (mcpURL string) {
 	return in.url(tunnelHost(t, ssh, 1)[0], "/mcp")
 }
 
-// connectMCP connects the Go SDK client with OAuth and checks tools can be listed and called.
-func connectMCP(t testing.TB, in *instance, mcpURL string, cfg *auth.AuthorizationCodeHandlerConfig) *mcp.ClientSession {
+// connectOAuth connects the Go SDK client to mcpURL through its OAuth flow.
+func connectOAuth(t testing.TB, in *instance, mcpURL string, cfg *auth.AuthorizationCodeHandlerConfig) *mcp.ClientSession {
 	t.Helper()
 	cfg.Client = in.client()
 	cfg.RedirectURL = "http://127.0.0.1:53682/callback"
@@ -216,6 +216,15 @@ func connectMCP(t testing.TB, in *instance, mcpURL string, cfg *auth.Authorizati
 		t.Fatalf("MCP connect with OAuth: %v", err)
 	}
 	t.Cleanup(func() { cs.Close() })
+	return cs
+}
+
+// connectMCP connects the Go SDK client with OAuth and checks tools can be listed and called.
+func connectMCP(t testing.TB, in *instance, mcpURL string, cfg *auth.AuthorizationCodeHandlerConfig) *mcp.ClientSession {
+	t.Helper()
+	cs := connectOAuth(t, in, mcpURL, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 	tools, err := cs.ListTools(ctx, nil)
 	if err != nil {
 		t.Fatalf("tools/list: %v", err)

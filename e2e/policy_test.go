@@ -72,25 +72,12 @@ func policyTunnelSSH(t testing.TB, in *instance, owner string, ns *notesServer, 
 
 func policyClient(t testing.TB, in *instance, user *browserUser, mcpURL string) *mcp.ClientSession {
 	t.Helper()
-	h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
-		Client: in.client(), RedirectURL: "http://127.0.0.1:53682/callback",
+	return connectOAuth(t, in, mcpURL, &auth.AuthorizationCodeHandlerConfig{
 		AuthorizationCodeFetcher: user.fetcher(),
 		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
 			ClientName: "policy client", RedirectURIs: []string{"http://127.0.0.1:53682/callback"},
 		}},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "policy-e2e", Version: "1"}, nil).Connect(ctx,
-		&mcp.StreamableClientTransport{Endpoint: mcpURL, HTTPClient: in.client(), OAuthHandler: h}, nil)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(func() { cs.Close() })
-	return cs
 }
 
 func toolNames(t testing.TB, cs *mcp.ClientSession) []string {

@@ -177,7 +177,7 @@ func (f *Front) newPolicyRequest(r *http.Request, t *tunnel.Tunnel, access *oaut
 	in.Client.Name = access.ClientName
 	in.Scopes = access.Scopes
 	in.Tunnel, in.Owner = t.Name(), t.Owner()
-	in.Shared = sharedWith(t.Shares(), u.Email, u.Groups)
+	in.Shared = SharedWith(t.Shares(), u.Email, u.Groups)
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		in.SourceIP = ap.Addr().Unmap().String()
 	}
@@ -237,7 +237,9 @@ func (pr *policyRequest) visible(name string, class authz.Class) bool {
 	return d.Effect != authz.Deny
 }
 
-func sharedWith(shares []string, email string, groups []string) bool {
+// SharedWith reports whether a tunnel shared with shares (emails and group:NAME) is shared
+// with the person of this email and groups.
+func SharedWith(shares []string, email string, groups []string) bool {
 	email = strings.ToLower(email)
 	for _, s := range shares {
 		if g, ok := strings.CutPrefix(s, "group:"); ok {

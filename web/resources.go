@@ -111,7 +111,7 @@ func (t TunnelResources) describePolicy(ctx context.Context, userID, name, owner
 	if live := t.Tunnels.Lookup(name); live != nil {
 		shares = live.Shares()
 	}
-	in := authz.Input{Tunnel: name, Owner: owner, Shared: sharedWith(shares, u.Email, u.Groups), Time: time.Now()}
+	in := authz.Input{Tunnel: name, Owner: owner, Shared: SharedWith(shares, u.Email, u.Groups), Time: time.Now()}
 	in.User.ID, in.User.Email, in.User.Groups = u.ID, u.Email, u.Groups
 	pol := t.Policy.Current()
 	var may []string

@@ -12,6 +12,7 @@ import (
 
 	"github.com/toolgate/toolgate/authz"
 	"github.com/toolgate/toolgate/data"
+	"github.com/toolgate/toolgate/web"
 )
 
 // policyEnv is what `toolgate policy test` needs from a running server: the policy in force
@@ -83,7 +84,7 @@ func policyTest(ctx context.Context, env adminEnv, args []string, out io.Writer)
 		}
 		in.Owner = claim.Owner
 	}
-	in.Shared = sharedWithCLI(shares, u.Email, u.Groups)
+	in.Shared = web.SharedWith(shares, u.Email, u.Groups)
 	switch {
 	case *method == "prompts/get" || *method == "resources/read":
 		in.Class, source = authz.Read, "resources and prompts count as read"
@@ -119,19 +120,4 @@ func policyTest(ctx context.Context, env adminEnv, args []string, out io.Writer)
 		fmt.Fprintf(out, "  rule error: %v\n", e)
 	}
 	return nil
-}
-
-func sharedWithCLI(shares []string, email string, groups []string) bool {
-	for _, s := range shares {
-		if g, ok := strings.CutPrefix(s, "group:"); ok {
-			for _, x := range groups {
-				if strings.EqualFold(x, g) {
-					return true
-				}
-			}
-		} else if strings.EqualFold(s, email) {
-			return true
-		}
-	}
-	return false
 }
