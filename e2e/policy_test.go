@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -100,7 +102,8 @@ func toolNames(t testing.TB, cs *mcp.ClientSession) []string {
 // destructive tools with a JSON-RPC error naming the rule, and those calls never reach the
 // server. Someone it is not shared with is not offered the approval at all.
 func TestPolicyOwnerAndSharedUser(t *testing.T) {
-	in := startOAuth(t)
+	jsonl := filepath.Join(t.TempDir(), "audit.jsonl")
+	in := startOAuth(t, "--audit-jsonl", jsonl)
 	ns := startNotesServer(t)
 	mcpURL, ssh := policyTunnelSSH(t, in, "owner@e2e.test", ns, "share=friend@e2e.test")
 
@@ -145,6 +148,24 @@ func TestPolicyOwnerAndSharedUser(t *testing.T) {
 			t.Errorf("policy test %s does not say where the class came from:\n%s", tool, out)
 		}
 	}
+
+	// The audit log has every request with its decision, and the security events around
+	// them; the JSON-lines export has them too.
+	waitFor(t, 10*time.Second, "the denial in the audit log", func() bool {
+		out, _, _ := in.adminRun("audit", "list", "--tunnel", name, "--decision", "deny", "--json")
+		return strings.Contains(out, `"user":"friend@e2e.test"`) && strings.Contains(out, `"tool":"write_note"`) &&
+			strings.Contains(out, `"rule":"default"`) && strings.Contains(out, `"args_digest":"sha256:`)
+	})
+	out, _, _ := in.adminRun("audit", "list", "--limit", "1000", "--json")
+	for _, kind := range []string{"tunnel_open", "sign_in", "client_registered", "consent", "token_issued", "mcp"} {
+		if !strings.Contains(out, `"kind":"`+kind+`"`) {
+			t.Errorf("no %s record in the audit log", kind)
+		}
+	}
+	waitFor(t, 10*time.Second, "the denial in the JSON-lines export", func() bool {
+		b, _ := os.ReadFile(jsonl)
+		return strings.Contains(string(b), `"decision":"deny"`) && strings.Contains(string(b), `"tool":"write_note"`)
+	})
 
 	// The owner's terminal shows who asked for what and what was decided.
 	for _, want := range []string{"shared with friend@e2e.test",

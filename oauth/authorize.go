@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ory/fosite"
@@ -188,6 +189,8 @@ func (s *Server) Approve(ctx context.Context, w http.ResponseWriter, req *Author
 	}
 	s.log.Info("oauth: authorization approved", "user", who.UserID, "client_id", req.ClientID,
 		"resource", req.Resource, "scope", fmt.Sprint(req.Scopes))
+	s.audit(ctx, data.AuditRecord{Kind: "consent", Client: req.ClientID, ClientName: req.ClientName,
+		Decision: "allow", Detail: "resource " + req.Resource + ", scope " + strings.Join(req.Scopes, " ")}, who.UserID)
 	params := url.Values{}
 	for k, v := range resp.GetParameters() {
 		if k != "state" {

@@ -48,6 +48,8 @@ type RegistrationConfig struct {
 	Now func() time.Time
 	// Logger receives one line per registration (never a secret). Default: discard.
 	Logger *slog.Logger
+	// Audit receives a "client_registered" record per registration. Default nil.
+	Audit AuditSink
 }
 
 // NewRegistration returns the RFC 7591 dynamic client registration endpoint. It accepts POST
@@ -154,6 +156,10 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.cfg.Logger.Info("oauth: client registered", "client_id", rec.ID, "client_name", md.ClientName,
 		"redirect_hosts", redirectHosts(md.RedirectURIs), "auth_method", md.TokenEndpointAuthMethod,
 		"remote_ip", ip)
+	if h.cfg.Audit != nil {
+		h.cfg.Audit.Append(data.AuditRecord{Kind: "client_registered", Client: rec.ID, ClientName: md.ClientName,
+			SourceIP: ip, Detail: "redirects to " + strings.Join(redirectHosts(md.RedirectURIs), ", ")})
+	}
 
 	b, err := json.Marshal(resp)
 	if err != nil {

@@ -119,6 +119,14 @@ type Config struct {
 	// Logger receives one line per issued, refreshed and revoked token (never a token).
 	// Default: discard.
 	Logger *slog.Logger
+	// Audit receives a record per registration, approval, and issued, refreshed and revoked
+	// token. Default nil: none.
+	Audit AuditSink
+}
+
+// AuditSink takes audit records without blocking. *data.AuditLog implements it.
+type AuditSink interface {
+	Append(r data.AuditRecord)
 }
 
 // Server is the authorization server. Its methods are safe for concurrent use.
@@ -243,7 +251,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DynamicRegistration {
 		h, err := NewRegistration(RegistrationConfig{
 			Clients: cfg.Store, Scopes: allScopes, UnusedTTL: cfg.UnusedClientTTL,
-			RatePerMinute: cfg.RegistrationRate, Now: cfg.Now, Logger: cfg.Logger,
+			RatePerMinute: cfg.RegistrationRate, Now: cfg.Now, Logger: cfg.Logger, Audit: cfg.Audit,
 		})
 		if err != nil {
 			return nil, err
@@ -302,6 +310,20 @@ func (s *Server) touchClient(ctx context.Context, c fosite.Client) {
 	if err := s.cfg.Store.TouchOAuthClient(ctx, c.GetID(), now, now.Add(s.cfg.IdleClientTTL)); err != nil && !errors.Is(err, data.ErrNotFound) {
 		s.log.Warn("oauth: recording client use failed", "client_id", c.GetID(), "err", err)
 	}
+}
+
+// audit appends an event record, with the user's email for their id when there is one.
+func (s *Server) audit(ctx context.Context, r data.AuditRecord, userID string) {
+	if s.cfg.Audit == nil {
+		return
+	}
+	r.User = userID
+	if userID != "" {
+		if u, err := s.cfg.Store.GetUser(ctx, userID); err == nil && u.Email != "" {
+			r.User = u.Email
+		}
+	}
+	s.cfg.Audit.Append(r)
 }
 
 func defaultDuration(d *time.Duration, def time.Duration) {

@@ -87,6 +87,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("oauth: token issued", "grant_type", grant, "client_id", ar.GetClient().GetID(),
 		"user", ar.GetSession().GetSubject(), "resource", fmt.Sprint(ar.GetGrantedAudience()),
 		"scope", fmt.Sprint(ar.GetGrantedScopes()))
+	kind := "token_issued"
+	if grant == "refresh_token" {
+		kind = "token_refreshed"
+	}
+	s.audit(ctx, data.AuditRecord{Kind: kind, Client: ar.GetClient().GetID(), ClientName: ClientName(ar.GetClient()),
+		SourceIP: remoteIP(r), Detail: "resource " + strings.Join(ar.GetGrantedAudience(), " ") + ", scope " +
+			strings.Join(ar.GetGrantedScopes(), " ")}, ar.GetSession().GetSubject())
 	s.provider.WriteAccessResponse(ctx, w, ar, resp)
 }
 
@@ -250,6 +257,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	err := s.provider.NewRevocationRequest(ctx, r)
 	if err == nil {
 		s.log.Info("oauth: token revoked", "client_id", r.PostForm.Get("client_id"))
+		s.audit(ctx, data.AuditRecord{Kind: "token_revoked", Client: r.PostForm.Get("client_id"), SourceIP: remoteIP(r)}, "")
 	}
 	s.provider.WriteRevocationResponse(ctx, w, err)
 }

@@ -81,6 +81,10 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives tunnel lifecycle events. Default: discard.
 	Logger *slog.Logger
+	// Lifecycle is told when a name goes live ("tunnel_open", for its first forward) and
+	// when it stops ("tunnel_close", with its last), for the audit log. It must not block.
+	// Default nil.
+	Lifecycle func(event, name, owner string)
 }
 
 // Registry is the table of live tunnels. It is safe for concurrent use.
@@ -244,6 +248,9 @@ func (r *Registry) Open(ctx context.Context, req OpenRequest) (*Forward, error) 
 		go r.evictDead(t, req.Conn)
 	}
 	r.cfg.Logger.Info("tunnel open", "name", name, "owner", req.Owner, "forwards", t.endpointCount())
+	if !joined && r.cfg.Lifecycle != nil {
+		r.cfg.Lifecycle("tunnel_open", name, req.Owner)
+	}
 	return &Forward{r: r, t: t, ep: ep}, nil
 }
 
@@ -458,6 +465,9 @@ func (r *Registry) remove(t *Tunnel, ep *endpoint) {
 		return
 	}
 	r.cfg.Logger.Info("tunnel closed", "name", t.name, "owner", t.owner)
+	if r.cfg.Lifecycle != nil {
+		r.cfg.Lifecycle("tunnel_close", t.name, t.owner)
+	}
 	// Remember when the name was last used, so it expires RandomNameTTL after this, not after
 	// it was opened. A failed write only makes the name expire early.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -3,6 +3,7 @@ package web
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/toolgate/toolgate/authz"
+	"github.com/toolgate/toolgate/data"
 	"github.com/toolgate/toolgate/oauth"
 	"github.com/toolgate/toolgate/tunnel"
 )
@@ -69,6 +72,17 @@ type FrontConfig struct {
 	Users UserDirectory
 	// MaxBody bounds a request body the policy step reads whole. Default 1 MiB.
 	MaxBody int64
+	// Audit receives one record per request that got past the token step (and per request
+	// refused after it). Default nil: no records.
+	Audit AuditSink
+	// AuditArgs keeps tool arguments in audit records, with secret-looking values redacted.
+	// Default false: only a digest of them.
+	AuditArgs bool
+}
+
+// AuditSink takes audit records without blocking. *data.AuditLog implements it.
+type AuditSink interface {
+	Append(r data.AuditRecord)
 }
 
 // TokenChecker validates bearer tokens for tunnels. *oauth.Server implements it.
@@ -183,7 +197,10 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 	rec := &recorder{ResponseWriter: w}
 	w = rec
 	info := &requestInfo{}
-	defer func() { t.Notify(requestLine(start, r, rec, info)) }()
+	defer func() {
+		t.Notify(requestLine(start, r, rec, info))
+		f.audit(start, r, t, rec, info)
+	}()
 
 	// 3. Token: a bearer token for this tunnel, from the Authorization header only, with the
 	// scopes the request needs; without a policy, the owner check. The header is removed
@@ -193,7 +210,7 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 		if access = f.authorize(w, r, t); access == nil {
 			return
 		}
-		info.user, info.client = access.UserID, access.ClientName
+		info.user, info.client, info.clientID = access.UserID, access.ClientName, access.ClientID
 		r.Header.Del("Authorization")
 	}
 
@@ -343,10 +360,41 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 // requestInfo is what the token and policy steps learned about a request, for its line.
 type requestInfo struct {
 	user, client   string // the token's user (email when known) and client name
+	clientID       string
 	method, tool   string // the first JSON-RPC request of the body
 	class          string
-	decision, rule string // "" when no policy decided
-	more           int    // further requests in a batch
+	decision, rule string          // "" when no policy decided
+	more           int             // further requests in a batch
+	args           json.RawMessage // the first tools/call's arguments, as sent
+}
+
+// audit records a request that got past the token step: who, which client, which tunnel,
+// what was asked and decided, and how it went. Arguments are kept as a digest, or redacted
+// when the operator asked for them.
+func (f *Front) audit(start time.Time, r *http.Request, t *tunnel.Tunnel, rec *recorder, info *requestInfo) {
+	if f.cfg.Audit == nil || info.user == "" {
+		return
+	}
+	status := rec.status
+	if status == 0 {
+		status = 499
+	}
+	ar := data.AuditRecord{
+		Time: start, Kind: "mcp", User: info.user, Client: info.clientID, ClientName: info.client,
+		Tunnel: t.Name(), Owner: t.Owner(), Method: info.method, Tool: info.tool, Class: info.class,
+		Decision: info.decision, Rule: info.rule, Status: status, Latency: time.Since(start), Bytes: rec.bytes,
+		ArgsDigest: authz.ArgumentsDigest(info.args),
+	}
+	if f.cfg.AuditArgs {
+		ar.Args = authz.RedactArguments(info.args)
+	}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		ar.SourceIP = ap.Addr().Unmap().String()
+	}
+	if info.more > 0 {
+		ar.Detail = fmt.Sprintf("batch of %d requests", info.more+1)
+	}
+	f.cfg.Audit.Append(ar)
 }
 
 // requestLine is what the owner's terminal shows for one request: for an MCP request the

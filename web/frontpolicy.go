@@ -121,6 +121,7 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 		if info.method == "" {
 			info.method, info.tool, info.class = m.Method, m.Name+m.URI, string(class)
 			info.decision, info.rule = string(d.Effect), d.Rule
+			info.args = m.Arguments
 		} else {
 			info.more++
 			if d.Effect != authz.Allow && info.decision == string(authz.Allow) {

@@ -51,6 +51,8 @@ type KeyLinksConfig struct {
 	Now func() time.Time
 	// Logger receives one line per decision. Default: discard.
 	Logger *slog.Logger
+	// Audit receives a "key_link" record per approval and denial. Default nil.
+	Audit AuditSink
 }
 
 // KeyLinks holds pending SSH key links, in memory: an SSH client with an unknown key Begins a
@@ -348,6 +350,7 @@ func (k *KeyLinks) approve(ctx context.Context, p *PendingLink, user data.User, 
 		display = user.Name
 	}
 	k.cfg.Logger.Info("ssh key linked", "fingerprint", p.req.Fingerprint, "user", user.ID, "remote", p.req.RemoteIP, "expires", now.Add(ttl))
+	k.auditLink(user, p, "allow")
 	k.mu.Lock()
 	k.finishLocked(p, linkApproved, user.ID, display, nil)
 	k.mu.Unlock()
@@ -363,7 +366,15 @@ func (k *KeyLinks) deny(p *PendingLink, user data.User) error {
 	}
 	k.finishLocked(p, linkDenied, "", "", ErrLinkDenied)
 	k.cfg.Logger.Info("ssh key link denied", "fingerprint", p.req.Fingerprint, "user", user.ID, "remote", p.req.RemoteIP)
+	k.auditLink(user, p, "deny")
 	return nil
+}
+
+func (k *KeyLinks) auditLink(user data.User, p *PendingLink, decision string) {
+	if k.cfg.Audit != nil {
+		k.cfg.Audit.Append(data.AuditRecord{Kind: "key_link", User: user.Email, Decision: decision,
+			SourceIP: p.req.RemoteIP, Detail: p.req.KeyType + " " + p.req.Fingerprint})
+	}
 }
 
 type linkData struct {

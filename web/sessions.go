@@ -67,6 +67,8 @@ type SessionsConfig struct {
 	Now func() time.Time
 	// Logger receives failures to record activity (which fail no request). Default: discard.
 	Logger *slog.Logger
+	// Audit receives a "sign_in" record per session started. Default nil.
+	Audit AuditSink
 }
 
 // Sessions are browser sessions on the apex: a cookie holding a random token, a record stored
@@ -164,6 +166,10 @@ func (s *Sessions) Start(w http.ResponseWriter, r *http.Request, user data.User,
 		Name: SessionCookie, Value: token, Path: "/", MaxAge: int(s.cfg.MaxAge / time.Second),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 	})
+	if s.cfg.Audit != nil {
+		s.cfg.Audit.Append(data.AuditRecord{Time: now, Kind: "sign_in", User: user.Email, SourceIP: sess.IP,
+			Decision: "allow", Detail: "signed in with " + method})
+	}
 	return sess, nil
 }
 

@@ -56,6 +56,12 @@ const adminUsage = `usage:
   toolgate token inspect TOKEN                       what an OAuth access token grants, or why not
   toolgate policy test --user EMAIL --tunnel NAME --tool TOOL [--client ID] [--args JSON]
                                                      what the policy decides, and by which rule
+  toolgate audit list [--user EMAIL] [--tunnel NAME] [--tool NAME] [--decision allow|deny|step_up]
+                      [--kind KIND] [--since D|TIME] [--until D|TIME] [--after SEQ] [--before SEQ]
+                      [--limit N] [--json]
+                                                     audit records, newest first (--after SEQ: oldest
+                                                     first from there); --since 1h or RFC 3339; --json:
+                                                     JSON lines
 Each takes --config FILE and --data-dir DIR (or TOOLGATE_CONFIG, TOOLGATE_DATA_DIR) to find the
 database; with a server running on it, the command runs inside that server.`
 
@@ -102,6 +108,8 @@ func runAdminCommand(ctx context.Context, env adminEnv, args []string, stdout, s
 			return tokenInspect(ctx, env, args[2:], stdout)
 		case "policy test":
 			return policyTest(ctx, env, args[2:], stdout)
+		case "audit list":
+			return auditList(ctx, env, args[2:], stdout)
 		}
 		return usageError{fmt.Sprintf("unknown command %q", args[0]+" "+args[1])}
 	}()

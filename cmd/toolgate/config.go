@@ -84,6 +84,10 @@ type settings struct {
 	Policy                  string
 	MaxAuthAge              time.Duration
 	MaxBody                 int
+	AuditMaxAge             time.Duration
+	AuditMaxRecords         int
+	AuditArgs               bool
+	AuditJSONL              string
 
 	LogLevel  string
 	LogFormat string
@@ -178,6 +182,10 @@ func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.Policy, "policy", "", "YAML policy file (rules with CEL conditions; reloaded on SIGHUP) (default: the built-in policy: owners may do everything, people a tunnel is shared with may use read tools)")
 	fs.DurationVar(&s.MaxAuthAge, "max-auth-age", 12*time.Hour, "destructive tools need a sign-in younger than this (the built-in policy asks older ones to authorize again), and authorizing after it signs the person in again")
 	fs.IntVar(&s.MaxBody, "max-body", 1<<20, "largest MCP request body toolgate reads whole to decide it (bytes); larger ones are refused")
+	fs.DurationVar(&s.AuditMaxAge, "audit-max-age", 30*24*time.Hour, "audit records older than this are deleted")
+	fs.IntVar(&s.AuditMaxRecords, "audit-max-records", 1_000_000, "the audit log keeps at most this many records, deleting the oldest")
+	fs.BoolVar(&s.AuditArgs, "audit-args", false, "keep tool call arguments in audit records (secret-looking values redacted); default: only a digest")
+	fs.StringVar(&s.AuditJSONL, "audit-jsonl", "", "also write every audit record as a JSON line to this file (- for standard output)")
 
 	fs.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&s.LogFormat, "log-format", "json", "json or text")

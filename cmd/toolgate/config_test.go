@@ -246,6 +246,10 @@ func TestSettingsEverySource(t *testing.T) {
 		"policy":                           {val: "/etc/toolgate/policy.yaml"},
 		"max-auth-age":                     {val: "30m0s"},
 		"max-body":                         {val: "65536"},
+		"audit-max-age":                    {val: "168h0m0s"},
+		"audit-max-records":                {val: "5000"},
+		"audit-args":                       {val: "true"},
+		"audit-jsonl":                      {val: "/var/log/toolgate-audit.jsonl"},
 	}
 	def := mustLoad(t, nil, nil)
 	newFlagSet(&settings{}, io.Discard).VisitAll(func(f *flag.Flag) {

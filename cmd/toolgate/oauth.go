@@ -173,6 +173,7 @@ func (srv *server) newOAuth(ctx context.Context) error {
 	if srv.policies, err = loadPolicy(s.Policy, authz.DefaultPolicy(s.MaxAuthAge), srv.log); err != nil {
 		return err
 	}
+	srv.policies.audit = srv.audit
 	srv.resources = web.TunnelResources{
 		Tunnels: srv.reg, TunnelDomain: s.TunnelDomain, Port: fmt.Sprint(srv.publicHTTPSPort()),
 		Policy: srv.policies, Users: srv.store,
@@ -190,6 +191,7 @@ func (srv *server) newOAuth(ctx context.Context) error {
 		AccessTokenLifetime: s.OAuthAccessTokenTTL, RefreshTokenLifetime: s.OAuthRefreshTokenTTL,
 		RefreshGrace: graceSetting(s.OAuthRefreshGrace),
 		Logger:       srv.log,
+		Audit:        srv.audit,
 	})
 	return err
 }

@@ -10,15 +10,17 @@ import (
 	"syscall"
 
 	"github.com/toolgate/toolgate/authz"
+	"github.com/toolgate/toolgate/data"
 	"github.com/toolgate/toolgate/web"
 )
 
 // policies holds the policy in force and swaps it on reload. A request takes one policy
 // (Current) for its whole path, so a reload never splits a request between two policies.
 type policies struct {
-	path string // "" for the built-in policy
-	cur  atomic.Pointer[authz.Policy]
-	log  *slog.Logger
+	path  string // "" for the built-in policy
+	cur   atomic.Pointer[authz.Policy]
+	log   *slog.Logger
+	audit *data.AuditLog // records reloads; may be nil
 }
 
 // loadPolicy reads the policy setting: a file, or the built-in default.
@@ -60,10 +62,17 @@ func (p *policies) Reload() error {
 	pol, err := readPolicy(p.path)
 	if err != nil {
 		p.log.Error("policy reload refused; the previous policy stays in force", "file", p.path, "err", err)
+		if p.audit != nil {
+			p.audit.Append(data.AuditRecord{Kind: "policy_reload", Decision: "deny", Detail: err.Error()})
+		}
 		return err
 	}
 	p.cur.Store(pol)
 	p.log.Info("policy reloaded", "file", p.path, "rules", len(pol.Rules()))
+	if p.audit != nil {
+		p.audit.Append(data.AuditRecord{Kind: "policy_reload", Decision: "allow",
+			Detail: fmt.Sprintf("%s: %d rules", p.path, len(pol.Rules()))})
+	}
 	return nil
 }
 

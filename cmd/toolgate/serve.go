@@ -49,6 +49,8 @@ type server struct {
 	resources    web.TunnelResources
 	methodScopes map[string][]string
 	policies     *policies // nil with tunnel-auth none
+	audit        *data.AuditLog
+	stopExport   func() // ends the audit-jsonl export; nil without one
 	// bootstrapLink is the first admin's one-time sign-in link, printed in the banner; empty
 	// once the installation has a usable account.
 	bootstrapLink string
@@ -92,6 +94,12 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 	if err != nil {
 		return nil, err
 	}
+	srv.audit = srv.store.AuditLog(data.AuditLogConfig{MaxAge: s.AuditMaxAge, MaxRecords: s.AuditMaxRecords, Logger: log})
+	if s.AuditJSONL != "" {
+		if srv.stopExport, err = startAuditExport(context.Background(), srv.audit, s.AuditJSONL, log); err != nil {
+			return nil, fmt.Errorf("setting audit-jsonl: %w", err)
+		}
+	}
 
 	srv.reg, err = tunnel.NewRegistry(tunnel.Config{
 		Domain:             s.TunnelDomain,
@@ -99,6 +107,7 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		Reserved:           s.ReservedNames,
 		MaxTunnelsPerOwner: s.MaxTunnelsPerUser,
 		Logger:             log,
+		Lifecycle:          srv.auditTunnel,
 	})
 	if err != nil {
 		return nil, err
@@ -203,6 +212,8 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		Policy:         policy,
 		Users:          srv.store,
 		MaxBody:        int64(s.MaxBody),
+		Audit:          srv.audit,
+		AuditArgs:      s.AuditArgs,
 		AllowedOrigins: []string(s.AllowedOrigins),
 		Logger:         log,
 	})
@@ -260,6 +271,7 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		go srv.policies.reloadOnSIGHUP(sweepCtx)
 	}
 	go srv.store.RunSweeps(sweepCtx, data.SweepConfig{
+		Audit:      srv.audit,
 		NamesInUse: srv.reg.InUse,
 		// A link that lapses ends its connections, as a revoke does: the key must be
 		// approved again, and an open session would otherwise outlive the approval.
@@ -332,7 +344,7 @@ func (srv *server) newIdentity(ctx context.Context) error {
 	srv.sessions, err = web.NewSessions(web.SessionsConfig{
 		Store: srv.store, Secret: secret,
 		IdleTimeout: s.SessionIdleTimeout, MaxAge: s.SessionMaxAge,
-		Logger: srv.log,
+		Logger: srv.log, Audit: srv.audit,
 	})
 	if err != nil {
 		return err
@@ -340,7 +352,7 @@ func (srv *server) newIdentity(ctx context.Context) error {
 	srv.links, err = web.NewKeyLinks(web.KeyLinksConfig{
 		Store: srv.store, BaseURL: base,
 		CodeTTL: s.LinkCodeTTL, KeyTTL: s.KeyTTL, RememberTTL: s.KeyRememberTTL,
-		Logger: srv.log,
+		Logger: srv.log, Audit: srv.audit,
 	})
 	if err != nil {
 		return err
@@ -552,6 +564,17 @@ func (srv *server) closeAll() {
 	if srv.certs != nil {
 		srv.certs.Stop()
 	}
+	if srv.audit != nil {
+		// Before the database: the last batch of records is committed here.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := srv.audit.Close(ctx); err != nil {
+			srv.log.Error("closing the audit log", "err", err)
+		}
+		cancel()
+		if srv.stopExport != nil {
+			srv.stopExport() // after Close, so the last batch is exported too
+		}
+	}
 	if srv.store != nil {
 		if err := srv.store.Close(); err != nil {
 			srv.log.Error("closing the database", "err", err)
@@ -601,4 +624,13 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// auditTunnel records a tunnel going live or away, with the owner's email.
+func (srv *server) auditTunnel(event, name, owner string) {
+	r := data.AuditRecord{Kind: event, Tunnel: name, Owner: owner, User: owner}
+	if u, err := srv.store.GetUser(context.Background(), owner); err == nil && u.Email != "" {
+		r.User = u.Email
+	}
+	srv.audit.Append(r)
 }
