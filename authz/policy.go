@@ -87,6 +87,23 @@ type rule struct {
 	prg     cel.Program
 }
 
+// UsesArguments reports whether any rule's condition mentions the call's arguments. When
+// none does, the caller need not decode them: for a large call, decoding costs more than
+// the whole rest of the decision.
+func (p *Policy) UsesArguments() bool {
+	if p == nil {
+		return false
+	}
+	for _, r := range p.rules {
+		// A textual test: a false positive only costs a decoding, and the condition has
+		// been parsed and type-checked already, so the word cannot hide elsewhere.
+		if strings.Contains(r.when, "arguments") {
+			return true
+		}
+	}
+	return false
+}
+
 // Rules lists the rules' names in order.
 func (p *Policy) Rules() []string {
 	if p == nil {

@@ -597,3 +597,16 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	}
 }
+
+func TestUsesArguments(t *testing.T) {
+	if DefaultPolicy(time.Hour).UsesArguments() {
+		t.Error("the built-in policy reads no arguments")
+	}
+	p, err := ParsePolicy("p.yaml", []byte("rules:\n  - name: a\n    when: has(arguments.path)\n    effect: deny\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.UsesArguments() {
+		t.Error("a rule reading arguments.path")
+	}
+}
