@@ -591,7 +591,15 @@ func (pp *policyParser) compile(label, expr string, n *yaml.Node) cel.Program {
 		pp.nodeErrorf(n, "%s: the condition may cost up to %s (limit %d): it could do too much work for one request", label, costString(est.Max), MaxEstimatedCost)
 		return nil
 	}
-	prg, err := pp.env.Program(ast, cel.CostLimit(CostLimit), cel.EvalOptions(cel.OptOptimize))
+	// Runtime cost tracking is what bounds a comprehension (all, exists, map, filter) over
+	// inputs larger than the estimate assumed, such as a call's arguments; it costs
+	// allocations on every evaluation. A condition without comprehensions does work linear in
+	// its inputs at most, bounded by the request size, so it runs untracked.
+	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	if len(celast.MatchDescendants(celast.NavigateAST(ast.NativeRep()), celast.KindMatcher(celast.ComprehensionKind))) > 0 {
+		opts = append(opts, cel.CostLimit(CostLimit))
+	}
+	prg, err := pp.env.Program(ast, opts...)
 	if err != nil {
 		pp.nodeErrorf(n, "%s: %v", label, err)
 		return nil
