@@ -46,7 +46,7 @@ func TestAuditSurvivesKill9(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(3500 * time.Millisecond)
 	killedAt := time.Now()
 	if err := in.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -59,9 +59,10 @@ func TestAuditSurvivesKill9(t *testing.T) {
 	total := len(answered)
 	safe := 0
 	for _, at := range answered {
-		// The bound, plus half a second for the moments between the server writing a
+		// The bound, plus a second for the commit that was under way (slow under the race
+		// detector on a busy machine) and the moments between the server writing a
 		// response, the client reading it, and this goroutine noting it.
-		if at.Before(killedAt.Add(-1500 * time.Millisecond)) {
+		if at.Before(killedAt.Add(-2 * time.Second)) {
 			safe++
 		}
 	}
@@ -77,7 +78,7 @@ func TestAuditSurvivesKill9(t *testing.T) {
 	}
 	// Every read_notes record is a call (the listing before the load has no tool).
 	stored := strings.Count(out, `"tool":"read_notes"`)
-	t.Logf("answered %d calls (%d more than 1.5s before the kill); the audit log kept %d", total, safe, stored)
+	t.Logf("answered %d calls (%d more than 2s before the kill); the audit log kept %d", total, safe, stored)
 	if stored < safe {
 		t.Errorf("the audit log lost calls answered more than the bound before the kill: %d stored, %d answered by then", stored, safe)
 	}
