@@ -61,7 +61,8 @@ type FrontConfig struct {
 	// MethodScopes names the scopes a JSON-RPC method needs beyond the default ones, e.g.
 	// "tools/call" → ["mcp:call"]. A request whose token lacks them gets a 403
 	// insufficient_scope challenge, and the client re-authorizes with the scopes it names.
-	// Used only with Auth. Default none.
+	// Checked in the policy step, on the inspected body; used only with Auth and Policy.
+	// Default none.
 	MethodScopes map[string][]string
 
 	// Policy decides every MCP request on its parsed JSON-RPC body, and filters tools/list

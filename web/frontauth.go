@@ -1,12 +1,8 @@
 package web
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -102,21 +98,6 @@ func (f *Front) authorize(w http.ResponseWriter, r *http.Request, t *tunnel.Tunn
 		return nil
 	}
 
-	if len(f.cfg.MethodScopes) > 0 {
-		need, ok := f.neededScopes(w, r)
-		if !ok {
-			return nil
-		}
-		if missing := missingScopes(access.Scopes, need); len(missing) > 0 {
-			all := union(scopes, need)
-			w.Header().Set("WWW-Authenticate", oauth.Challenge(metadata, all, "insufficient_scope",
-				"This request needs the scope "+strings.Join(missing, " ")))
-			writeError(w, r, http.StatusForbidden, "insufficient_scope",
-				"This request needs the scope "+strings.Join(missing, " ")+"; the client must ask for it.")
-			return nil
-		}
-	}
-
 	// Without a policy, a tunnel serves its owner only; with one, the policy decides.
 	if f.cfg.Policy == nil && access.UserID != t.Owner() {
 		writeError(w, r, http.StatusForbidden, "not_shared",
@@ -124,70 +105,6 @@ func (f *Front) authorize(w http.ResponseWriter, r *http.Request, t *tunnel.Tunn
 		return nil
 	}
 	return access
-}
-
-// maxInspectBody bounds how much of a request body is read to find its JSON-RPC method.
-const maxInspectBody = 1 << 20
-
-// neededScopes reads the JSON-RPC method(s) of a POST body and returns the scopes
-// MethodScopes asks for. The body is put back for the proxy. A body that cannot be read as
-// JSON-RPC when scopes depend on it is refused, not waved through.
-func (f *Front) neededScopes(w http.ResponseWriter, r *http.Request) ([]string, bool) {
-	if r.Method != http.MethodPost || r.Body == nil || r.Body == http.NoBody {
-		return nil, true
-	}
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
-		return nil, true // not JSON-RPC; the local server answers it as it sees fit
-	}
-	buf, err := io.ReadAll(io.LimitReader(r.Body, maxInspectBody+1))
-	if err != nil {
-		writeError(w, r, http.StatusBadRequest, "bad_body", "Reading the request body failed.")
-		return nil, false
-	}
-	if len(buf) > maxInspectBody {
-		writeError(w, r, http.StatusRequestEntityTooLarge, "body_too_large",
-			fmt.Sprintf("JSON-RPC requests are limited to %d bytes.", maxInspectBody))
-		return nil, false
-	}
-	r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(buf), r.Body))
-	methods, err := jsonRPCMethods(buf)
-	if err != nil {
-		writeError(w, r, http.StatusBadRequest, "bad_jsonrpc", "The body is not a JSON-RPC message: "+err.Error())
-		return nil, false
-	}
-	var need []string
-	for _, m := range methods {
-		need = union(need, f.cfg.MethodScopes[m])
-	}
-	return need, true
-}
-
-// jsonRPCMethods returns the method of a JSON-RPC message, or of each message of a batch.
-// Responses (no method) contribute nothing.
-func jsonRPCMethods(body []byte) ([]string, error) {
-	body = bytes.TrimSpace(body)
-	type msg struct {
-		Method *string `json:"method"`
-	}
-	var msgs []msg
-	if len(body) > 0 && body[0] == '[' {
-		if err := json.Unmarshal(body, &msgs); err != nil {
-			return nil, err
-		}
-	} else {
-		var m msg
-		if err := json.Unmarshal(body, &m); err != nil {
-			return nil, err
-		}
-		msgs = []msg{m}
-	}
-	var out []string
-	for _, m := range msgs {
-		if m.Method != nil {
-			out = append(out, *m.Method)
-		}
-	}
-	return out, nil
 }
 
 func missingScopes(have, need []string) []string {

@@ -146,6 +146,18 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 			lists = append(lists, m.ID)
 		}
 	}
+	// Scopes the methods need (oauth-method-scopes) come first: without them the client
+	// must ask its user again before anything else is worth deciding.
+	var need []string
+	for _, m := range req.Messages {
+		need = union(need, f.cfg.MethodScopes[m.Method])
+	}
+	if missing := missingScopes(access.Scopes, need); len(missing) > 0 {
+		info.decision, info.rule = string(authz.StepUp), "oauth-method-scopes"
+		stepUp = &authz.Decision{Effect: authz.StepUp, Rule: "oauth-method-scopes", Scopes: need,
+			Message: "This request needs the scope " + strings.Join(missing, " ") + "."}
+		denied = nil
+	}
 	switch {
 	case len(denied) > 0:
 		writeDenial(w, req, denied)
