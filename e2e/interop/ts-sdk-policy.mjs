@@ -12,82 +12,12 @@
 // asserts on it. Environment as for ts-sdk-client.mjs.
 
 import './resolve-localhost.mjs';
-import { createServer } from 'node:http';
-import { randomUUID } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { authorize, checkCallback, signIn } from './oauth-browser.mjs';
-
-// callbackListener is the client's loopback redirect URI (GET /callback on 127.0.0.1).
-async function callbackListener() {
-  const hits = [];
-  const server = createServer((req, res) => {
-    const u = new URL(req.url, 'http://127.0.0.1');
-    if (u.pathname !== '/callback') {
-      res.writeHead(404).end('not found');
-      return;
-    }
-    hits.push(u.search);
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-    res.end('<!doctype html><title>Authorized</title><p>Authorization received.</p>');
-  });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  return { server, hits, redirectURL: `http://127.0.0.1:${server.address().port}/callback` };
-}
-
-// provider is a headless, in-memory OAuthClientProvider; redirectToAuthorization runs userAgent
-// (the person in the browser) and keeps the code.
-function provider({ redirectURL, clientName, userAgent }) {
-  let info, tok, verifier, lastState;
-  const p = {
-    codes: [],
-    get redirectUrl() {
-      return redirectURL;
-    },
-    get clientMetadata() {
-      return {
-        client_name: clientName,
-        redirect_uris: [redirectURL],
-        grant_types: ['authorization_code', 'refresh_token'],
-        response_types: ['code'],
-        token_endpoint_auth_method: 'none',
-      };
-    },
-    state: () => (lastState = randomUUID()),
-    clientInformation: () => info,
-    saveClientInformation: (i) => (info = i),
-    tokens: () => tok,
-    saveTokens: (t) => (tok = t),
-    saveCodeVerifier: (v) => (verifier = v),
-    codeVerifier: () => {
-      if (!verifier) throw new Error('no PKCE code verifier saved');
-      return verifier;
-    },
-    redirectToAuthorization: async (authURL) => {
-      p.codes.push(await userAgent(authURL, lastState));
-    },
-  };
-  return p;
-}
-
-function tracingFetch(trace) {
-  return async (url, init = {}) => {
-    const entry = `${init.method ?? 'GET'} ${url}`;
-    try {
-      const res = await fetch(url, init);
-      trace.push(`${entry} -> ${res.status}`);
-      return res;
-    } catch (e) {
-      trace.push(`${entry} -> ERR ${e?.cause?.message ?? e?.message ?? e}`);
-      throw e;
-    }
-  };
-}
+import { InMemoryProvider, callbackListener, fmtTrace, tracingFetch } from './ts-sdk-harness.mjs';
 
 export default async function run({ page, args }) {
   const { mcpURL, signinLink, issuer } = args ?? {};
@@ -102,9 +32,9 @@ export default async function run({ page, args }) {
   const userAgent = async (authURL, state) => {
     await signIn(page, signinLink);
     const a = await authorize(page, authURL.href, { callbackPrefix: cb.redirectURL, clientName });
-    return checkCallback(a.callbackURL, { state, issuer });
+    return { consentShown: a.consentShown, code: checkCallback(a.callbackURL, { state, issuer }) };
   };
-  const prov = provider({ redirectURL: cb.redirectURL, clientName, userAgent });
+  const prov = new InMemoryProvider({ redirectURL: cb.redirectURL, clientName, userAgent });
   const newTransport = () => new StreamableHTTPClientTransport(new URL(mcpURL), { authProvider: prov, fetch: fetchFn });
   const connect = async (transport) => {
     const client = new Client({ name: 'toolgate-e2e-ts-sdk-policy', version: '1.0.0' });
@@ -122,8 +52,8 @@ export default async function run({ page, args }) {
     } catch (e) {
       if (!(e instanceof UnauthorizedError)) throw e;
     }
-    if (prov.codes.length !== 1) throw new Error(`UnauthorizedError after ${prov.codes.length} authorizations, want 1`);
-    await t1.finishAuth(prov.codes[0]);
+    if (prov.authorizations.length !== 1) throw new Error(`UnauthorizedError after ${prov.authorizations.length} authorizations, want 1`);
+    await t1.finishAuth(prov.authorizations[0].code);
     const client = await connect(newTransport());
 
     step = 'tools/list';
@@ -148,7 +78,7 @@ export default async function run({ page, args }) {
 
     return { tools: names, readText, readIsError: !!read?.isError, write, trace };
   } catch (e) {
-    const err = new Error(`TypeScript SDK policy client failed at step ${step}: ${e?.stack ?? e}\nHTTP exchanges:\n  ${trace.join('\n  ')}`);
+    const err = new Error(`TypeScript SDK policy client failed at step ${step}: ${e?.stack ?? e}\nHTTP exchanges:\n${fmtTrace(trace)}`);
     err.stack = err.message;
     throw err;
   } finally {
