@@ -52,7 +52,7 @@ func newHarness(t *testing.T, mod func(*sshd.Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy, err := tunnel.NewProxy(tunnel.ProxyConfig{Registry: reg, ResponseHeaderTimeout: 5 * time.Second})
+	proxy, err := tunnel.NewProxy(tunnel.ProxyConfig{ResponseHeaderTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -315,3 +315,23 @@ func isClosedChan(c <-chan struct{}) bool {
 		return false
 	}
 }
+
+// peerClosed reports, without blocking, whether data or the end of the stream has arrived since
+// the last Read. The proxy asks it of an idle pooled stream: either means the stream can't carry
+// another request. What it received stays to be read.
+func (c *chanConn) peerClosed() bool {
+	if !c.rmu.TryLock() {
+		return true // someone is reading an idle stream: not ours to reuse
+	}
+	defer c.rmu.Unlock()
+	if c.isClosed() || len(c.rcur) > 0 || c.rerr != nil {
+		return true
+	}
+	select {
+	case r := <-c.rch:
+		c.rcur, c.rerr, c.rholding = r.b, r.err, true
+		return true
+	default:
+		return false
+	}
+}

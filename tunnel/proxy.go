@@ -17,8 +17,6 @@ import (
 
 // ProxyConfig configures a [Proxy]. Fields are read once, by [NewProxy].
 type ProxyConfig struct {
-	// Registry resolves the proxy's connection-pool keys back to tunnels. Required.
-	Registry *Registry
 	// ResponseHeaderTimeout bounds the wait for the local server's response headers; past it
 	// the client gets 504. It does not limit a response once headers arrived, so streams may
 	// idle forever. Default 5 minutes: MCP tool calls answered with plain JSON can be slow.
@@ -51,9 +49,9 @@ type ProxyError struct {
 // Proxy forwards HTTP requests to tunnels. It is an http.Handler for requests whose context
 // carries the tunnel (see [Proxy.Serve]).
 type Proxy struct {
-	cfg       ProxyConfig
-	transport *http.Transport
-	rp        *httputil.ReverseProxy
+	cfg   ProxyConfig
+	relay *relay
+	rp    *httputil.ReverseProxy
 }
 
 type ctxKey int
@@ -63,11 +61,8 @@ const (
 	clientKey
 )
 
-// NewProxy returns a proxy over reg's tunnels.
+// NewProxy returns a proxy. It serves whichever tunnel each request is given in [Proxy.Serve].
 func NewProxy(cfg ProxyConfig) (*Proxy, error) {
-	if cfg.Registry == nil {
-		return nil, errors.New("tunnel: ProxyConfig.Registry is required")
-	}
 	if cfg.ResponseHeaderTimeout <= 0 {
 		cfg.ResponseHeaderTimeout = 5 * time.Minute
 	}
@@ -89,22 +84,10 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	p := &Proxy{cfg: cfg}
-	p.transport = &http.Transport{
-		// No Proxy: environment proxies must never see tunnel traffic.
-		DialContext:           p.dial,
-		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
-		IdleConnTimeout:       cfg.IdleConnTimeout,
-		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerTunnel,
-		MaxIdleConns:          0, // bounded per tunnel instead
-		// The client's Accept-Encoding passes through untouched; the transport must not add
-		// its own and then decompress behind the client's back.
-		DisableCompression: true,
-		ReadBufferSize:     32 << 10,
-		WriteBufferSize:    32 << 10,
-	}
+	p.relay = newRelay(p.dial, cfg.ResponseHeaderTimeout, cfg.IdleConnTimeout, cfg.MaxIdleConnsPerTunnel)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
-		Transport: p.transport,
+		Transport: p.relay,
 		// Streams are flushed on every write: Go does that itself for text/event-stream and for
 		// responses of unknown length, and markStreams makes declared-length ndjson/jsonl
 		// streams count as unknown-length. Forcing a flush for everything (FlushInterval -1)
@@ -127,12 +110,12 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Tunnel, from ne
 }
 
 // CloseIdleConnections closes every idle pooled stream.
-func (p *Proxy) CloseIdleConnections() { p.transport.CloseIdleConnections() }
+func (p *Proxy) CloseIdleConnections() { p.relay.closeIdle() }
 
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	t := pr.In.Context().Value(tunnelKey).(*Tunnel)
 	pr.Out.URL.Scheme = "http"
-	pr.Out.URL.Host = t.poolKey
+	pr.Out.URL.Host = t.host // not sent: the relay writes Out.Host, set below
 	// ReverseProxy has removed any client-supplied Forwarded and X-Forwarded-*; these are ours.
 	pr.SetXForwarded()
 	pr.Out.Header.Del("X-Real-Ip")
@@ -155,16 +138,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Header.Del("Sec-Fetch-Site")
 }
 
-func (p *Proxy) dial(ctx context.Context, _, addr string) (net.Conn, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	t := p.cfg.Registry.byPoolKey(host)
-	if t == nil {
-		return nil, fmt.Errorf("%w: %s", ErrTunnelGone, strings.TrimSuffix(host, ".tunnel"))
-	}
-	from, _ := ctx.Value(clientKey).(netip.AddrPort)
+func (p *Proxy) dial(ctx context.Context, t *Tunnel, from netip.AddrPort) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
 	defer cancel()
 	c, err := t.DialContext(ctx, from)

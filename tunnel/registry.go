@@ -97,9 +97,7 @@ type Registry struct {
 
 	mu       sync.RWMutex
 	live     map[string]*Tunnel // by name
-	byPool   map[string]*Tunnel // by poolKey, for the proxy's dialer
 	perOwner map[string]int     // live forwards per owner
-	gen      uint64
 }
 
 // NewRegistry returns an empty registry.
@@ -136,7 +134,6 @@ func NewRegistry(cfg Config) (*Registry, error) {
 		reserved: make(map[string]bool),
 		seed:     maphash.MakeSeed(),
 		live:     make(map[string]*Tunnel),
-		byPool:   make(map[string]*Tunnel),
 		perOwner: make(map[string]int),
 	}
 	for _, n := range defaultReserved {
@@ -427,16 +424,13 @@ func (r *Registry) attach(name string, req OpenRequest) (t *Tunnel, ep *endpoint
 		return nil, nil, false, fmt.Errorf("%w: %q is still served by its previous owner", ErrNameTaken, name)
 	}
 	if t == nil {
-		r.gen++
 		t = &Tunnel{
-			name:    name,
-			host:    name + "." + r.cfg.Domain,
-			owner:   req.Owner,
-			poolKey: fmt.Sprintf("%s.%d.tunnel", name, r.gen),
+			name:  name,
+			host:  name + "." + r.cfg.Domain,
+			owner: req.Owner,
 		}
 		t.localHost.Store(&req.LocalHost)
 		r.live[name] = t
-		r.byPool[t.poolKey] = t
 	} else {
 		joined = true
 	}
@@ -458,7 +452,6 @@ func (r *Registry) remove(t *Tunnel, ep *endpoint) {
 	last := t.endpointCount() == 0
 	if last && r.live[t.name] == t {
 		delete(r.live, t.name)
-		delete(r.byPool, t.poolKey)
 	}
 	r.mu.Unlock()
 	if !last {
@@ -488,13 +481,6 @@ func (r *Registry) remove(t *Tunnel, ep *endpoint) {
 func (r *Registry) Lookup(name string) *Tunnel {
 	r.mu.RLock()
 	t := r.live[name]
-	r.mu.RUnlock()
-	return t
-}
-
-func (r *Registry) byPoolKey(key string) *Tunnel {
-	r.mu.RLock()
-	t := r.byPool[key]
 	r.mu.RUnlock()
 	return t
 }
@@ -547,7 +533,6 @@ func (r *Registry) InUse(name string) bool { return r.Lookup(name) != nil }
 // connections of the same owner) make a load-balanced pool.
 type Tunnel struct {
 	name, host, owner string
-	poolKey           string // the proxy's connection-pool key; unique per incarnation
 	passHost          atomic.Bool
 	localHost         atomic.Pointer[string]
 	shares            atomic.Pointer[[]string]

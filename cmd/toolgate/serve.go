@@ -113,7 +113,6 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		return nil, err
 	}
 	srv.proxy, err = tunnel.NewProxy(tunnel.ProxyConfig{
-		Registry:              srv.reg,
 		ResponseHeaderTimeout: s.ResponseHeaderTimeout,
 		DialTimeout:           s.TunnelDialTimeout,
 		IdleConnTimeout:       s.TunnelIdleTimeout,
