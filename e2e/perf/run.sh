@@ -15,6 +15,9 @@
 #   e2e/perf/run.sh                      # ~4 minutes on 2 cores
 #   ROUNDS=3 DURATION=1s e2e/perf/run.sh # quicker, noisier
 #   RESULTS=/tmp/perf e2e/perf/run.sh    # keep raw results (JSONL), logs and the table there
+#   BASELINE=/tmp/toolgate-old e2e/perf/run.sh
+#                                        # A/B of two builds: (d) runs that binary, with
+#                                        # --tunnel-auth none like (c), and no token
 #
 # Needs: Go (the version in go.mod), OpenSSH client and server, optionally wrk:
 #   apt-get install -y openssh-client openssh-server wrk
@@ -128,8 +131,10 @@ ref_ssh=$(children "$ref_pid" | head -1)
 start toolgate "$work/toolgate" serve --data-dir "$work/tg" --https-listen "127.0.0.1:$HTTPS" \
   --ssh-listen "127.0.0.1:$SSHP" --admin-listen "127.0.0.1:$ADMIN" --log-level warn --tunnel-auth none
 tg_pid=${pids[-1]}
-start toolgate-oauth "$work/toolgate" serve --data-dir "$work/tg-d" --https-listen "127.0.0.1:$HTTPS_D" \
-  --ssh-listen "127.0.0.1:$SSHP_D" --admin-listen "127.0.0.1:$ADMIN_D" --log-level warn --tunnel-auth oauth
+auth_d=oauth
+[ -n "${BASELINE:-}" ] && auth_d=none
+start toolgate-oauth "${BASELINE:-$work/toolgate}" serve --data-dir "$work/tg-d" --https-listen "127.0.0.1:$HTTPS_D" \
+  --ssh-listen "127.0.0.1:$SSHP_D" --admin-listen "127.0.0.1:$ADMIN_D" --log-level warn --tunnel-auth "$auth_d"
 tgd_pid=${pids[-1]}
 for port in "$ADMIN" "$ADMIN_D"; do
   for _ in $(seq 100); do
@@ -172,10 +177,13 @@ ssh_d_pid=${pids[-1]}
 # as the tunnel's owner would get one: sign-in link, consent, code with PKCE. Its resource is
 # the tunnel's origin, not .../mcp, so that it also covers the bulk and SSE paths (a token
 # for https://HOST/mcp covers /mcp and below only). Access tokens live an hour by default.
-"$lg" wait -url "https://$host_d:$HTTPS_D/mcp" -ca "$ca_d" -status 401
-token_d=$("$lg" token -apex "https://toolgate.localhost:$HTTPS_D" -dial "127.0.0.1:$HTTPS_D" -ca "$ca_d" \
-  -admin-socket "$work/tg-d/admin.sock" -email key-oauth@bench.test -resource "https://$host_d:$HTTPS_D")
-"$lg" wait -url "https://$host_d:$HTTPS_D/mcp" -ca "$ca_d" -token "$token_d"
+token_d=
+if [ "$auth_d" = oauth ]; then
+  "$lg" wait -url "https://$host_d:$HTTPS_D/mcp" -ca "$ca_d" -status 401
+  token_d=$("$lg" token -apex "https://toolgate.localhost:$HTTPS_D" -dial "127.0.0.1:$HTTPS_D" -ca "$ca_d" \
+    -admin-socket "$work/tg-d/admin.sock" -email key-oauth@bench.test -resource "https://$host_d:$HTTPS_D")
+fi
+"$lg" wait -url "https://$host_d:$HTTPS_D/mcp" -ca "$ca_d" ${token_d:+-token "$token_d"}
 # CPU accounting: the processes that carry (b) (sshd: listener and per-connection processes;
 # the ssh client), (c) and (d) (each toolgate and its ssh client).
 sshd_pids=""
@@ -185,14 +193,14 @@ cpu_c="$tg_pid,$ssh_load_pid"
 cpu_d="$tgd_pid,$ssh_d_pid"
 ours="$backend_pid,$ref_pid,$cpu_b,$cpu_c,$cpu_d"
 echo "== (a) http://127.0.0.1:$LOCAL  (b) http://127.0.0.1:$PUBLIC via sshd :$SSHD_PORT  (c) https://$host_load:$HTTPS via toolgate ssh :$SSHP"
-echo "   (d) https://$host_d:$HTTPS_D via toolgate ssh :$SSHP_D, OAuth on"
+echo "   (d) https://$host_d:$HTTPS_D via toolgate ssh :$SSHP_D, tunnel auth $auth_d${BASELINE:+, baseline build $BASELINE}"
 
 # --- interleaved rounds ---------------------------------------------------------------------
 for r in $(seq "$ROUNDS"); do
   echo "== round $r/$ROUNDS"
   echo "   load average $(cut -d' ' -f1-3 /proc/loadavg)"
   "$lg" bench -round "$r" -d "$DURATION" -warm "$WARM" -sse "$SSE_SAMPLES" -ca "$work/ca-both.pem" -out "$res" \
-    -cpu "b=$cpu_b" -cpu "c=$cpu_c" -cpu "d=$cpu_d" -ours "$ours" -auth "d=$token_d" \
+    -cpu "b=$cpu_b" -cpu "c=$cpu_c" -cpu "d=$cpu_d" -ours "$ours" ${token_d:+-auth "d=$token_d"} \
     -target "a=http://127.0.0.1:$LOCAL" -target "b=http://127.0.0.1:$PUBLIC" -target "c=https://$host_load:$HTTPS" \
     -target "d=https://$host_d:$HTTPS_D"
   setup_b() {
