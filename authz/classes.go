@@ -127,6 +127,13 @@ func NewTools() *Tools { return &Tools{} }
 // nothing. Tools beyond [MaxTools], or with names over [MaxToolName] bytes, are ignored and
 // the error, wrapping [ErrTooManyTools], says how many; the rest is learned. Learn does not
 // retain result.
+//
+// Whether a listing is a first page is the client's to say (it sends the cursor), and either
+// answer is safe: a later page taken for a first one forgets the tools of the earlier pages
+// (they count as destructive until listed again), and a first page taken for a later one
+// keeps earlier classes only where the page does not list the tool again, and where it does,
+// the more restrictive class wins. Only a first page can make a known tool's class less
+// restrictive, or forget a tool the server no longer lists.
 func (t *Tools) Learn(result json.RawMessage, firstPage bool) error {
 	if !json.Valid(result) {
 		return fmt.Errorf("%w: not JSON", ErrBadToolList)

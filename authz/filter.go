@@ -49,7 +49,10 @@ func FilterResponse(msg []byte, visible Visibility, learn func(result json.RawMe
 	if !json.Valid(msg) {
 		return nil, fmt.Errorf("%w: not JSON", ErrBadResponse)
 	}
-	f := filterer{visible: visible, learn: learn}
+	f := filterer{visible: visible}
+	if learn != nil {
+		f.learn = func(result json.RawMessage, _ bool) error { return learn(result) }
+	}
 	out, _, err := f.value(msg, true)
 	if err != nil {
 		return nil, err
@@ -62,10 +65,10 @@ func FilterResponse(msg []byte, visible Visibility, learn func(result json.RawMe
 
 // filterer filters JSON-RPC responses (valid JSON).
 type filterer struct {
-	ids      map[string]struct{} // canonical ids watched (see rpcIDKey)
-	checkIDs bool                // only responses whose id is in ids are filtered
+	ids      map[string]bool // canonical ids watched (see rpcIDKey): whether a first page
+	checkIDs bool            // only responses whose id is in ids are filtered
 	visible  Visibility
-	learn    func(json.RawMessage) error
+	learn    func(result json.RawMessage, firstPage bool) error
 	learnErr error       // the first error learn returned
 	entries  []toolEntry // scratch
 }
@@ -179,13 +182,16 @@ func (f *filterer) object(b []byte, s, e int) (out []byte, changed bool, err err
 	if nResult == 0 || b[rs] != '{' {
 		return b, false, nil
 	}
+	firstPage := true
 	if f.checkIDs {
 		if nID == 0 {
 			return b, false, nil
 		}
-		if k, ok := rpcIDKey(id); !ok {
+		k, ok := rpcIDKey(id)
+		if !ok {
 			return b, false, nil
-		} else if _, ok := f.ids[k]; !ok {
+		}
+		if firstPage, ok = f.ids[k]; !ok {
 			return b, false, nil
 		}
 	}
@@ -198,7 +204,7 @@ func (f *filterer) object(b []byte, s, e int) (out []byte, changed bool, err err
 		return b, false, nil
 	}
 	if f.learn != nil {
-		if err := f.learn(result); err != nil && f.learnErr == nil {
+		if err := f.learn(result, firstPage); err != nil && f.learnErr == nil {
 			f.learnErr = fmt.Errorf("%w: %w", ErrLearn, err)
 		}
 	}

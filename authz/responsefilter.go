@@ -30,8 +30,9 @@ import (
 //     (clients take only message events for JSON-RPC).
 //
 // Ids compare as JSON values: strings by their decoded value, numbers numerically. Errors are
-// sticky. learn is called (when not nil) with each watched result holding tools, before
-// filtering; its errors do not stop the stream and are kept for [ResponseFilter.LearnErr].
+// sticky. learn is called (when not nil) with each watched result holding tools, and whether
+// its request asked for a first page, before filtering; its errors do not stop the stream and
+// are kept for [ResponseFilter.LearnErr].
 type ResponseFilter struct {
 	w     io.Writer
 	sse   bool
@@ -63,18 +64,29 @@ type sseLine struct {
 	data             bool
 }
 
+// ListRequest is a tools/list request whose answer a [ResponseFilter] watches for.
+type ListRequest struct {
+	// ID is the request's id, as sent.
+	ID json.RawMessage
+	// FirstPage is true when the request had no cursor (see [Message.HasCursor]): its answer
+	// replaces what [Tools] knew rather than adding to it.
+	FirstPage bool
+}
+
 // NewResponseFilter returns a filter writing to w. contentType is the response's
-// Content-Type; ids are the raw ids of the tools/list requests the response answers.
-func NewResponseFilter(w io.Writer, contentType string, ids []json.RawMessage, visible Visibility, learn func(json.RawMessage) error) *ResponseFilter {
+// Content-Type; lists are the tools/list requests the response answers. Two requests with
+// one id (a batch may have them) cannot be told apart by their answers: the id counts as a
+// first page if either is, the side that forgets rather than keeps.
+func NewResponseFilter(w io.Writer, contentType string, lists []ListRequest, visible Visibility, learn func(result json.RawMessage, firstPage bool) error) *ResponseFilter {
 	r := &ResponseFilter{w: w, limit: DefaultResponseLimit}
 	// The media type alone decides (clients differ on parameters; a malformed one must not
 	// turn a stream into a body buffered to its end).
 	mt, _, _ := strings.Cut(contentType, ";")
 	r.sse = strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
-	r.f = filterer{ids: make(map[string]struct{}, len(ids)), checkIDs: true, visible: visible, learn: learn}
-	for _, id := range ids {
-		if k, ok := rpcIDKey(id); ok {
-			r.f.ids[k] = struct{}{}
+	r.f = filterer{ids: make(map[string]bool, len(lists)), checkIDs: true, visible: visible, learn: learn}
+	for _, l := range lists {
+		if k, ok := rpcIDKey(l.ID); ok {
+			r.f.ids[k] = r.f.ids[k] || l.FirstPage
 		}
 	}
 	return r

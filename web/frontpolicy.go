@@ -118,7 +118,7 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 
 	var denied []deniedMessage
 	var stepUp *authz.Decision
-	var lists []json.RawMessage
+	var lists []authz.ListRequest
 	for _, m := range req.Messages {
 		if m.IsResponse() {
 			continue // a client answering the server (sampling, elicitation): not a request
@@ -143,7 +143,7 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 			}
 		}
 		if m.Method == "tools/list" && m.ID != nil {
-			lists = append(lists, m.ID)
+			lists = append(lists, authz.ListRequest{ID: m.ID, FirstPage: !m.HasCursor})
 		}
 	}
 	// Scopes the methods need (oauth-method-scopes) come first: without them the client
@@ -175,7 +175,7 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 	if len(lists) == 0 {
 		return w, func() {}, true
 	}
-	fw := &filterWriter{ResponseWriter: w, ids: lists, pr: pr}
+	fw := &filterWriter{ResponseWriter: w, lists: lists, pr: pr}
 	return fw, fw.finish, true
 }
 
@@ -346,7 +346,7 @@ func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, code i
 // known only when the local server's headers arrive, so the filter is made then.
 type filterWriter struct {
 	http.ResponseWriter
-	ids    []json.RawMessage
+	lists  []authz.ListRequest
 	pr     *policyRequest
 	filter *authz.ResponseFilter
 	failed bool
@@ -357,8 +357,11 @@ func (fw *filterWriter) WriteHeader(code int) {
 		h := fw.Header()
 		ct := h.Get("Content-Type")
 		tools := TunnelTools(fw.pr.t)
-		fw.filter = authz.NewResponseFilter(fw.ResponseWriter, ct, fw.ids, fw.pr.visible,
-			func(result json.RawMessage) error { return tools.Learn(result, false) })
+		// A first page replaces what was known: a tool the server dropped is forgotten, and
+		// one it re-annotated gets its new class, looser or stricter. A later page adds (and
+		// can only make a class stricter).
+		fw.filter = authz.NewResponseFilter(fw.ResponseWriter, ct, fw.lists, fw.pr.visible,
+			func(result json.RawMessage, firstPage bool) error { return tools.Learn(result, firstPage) })
 		h.Del("Content-Length") // the filtered body is shorter
 	}
 	fw.ResponseWriter.WriteHeader(code)
@@ -387,6 +390,9 @@ func (fw *filterWriter) finish() {
 	if fw.filter != nil {
 		if err := fw.filter.Close(); err != nil && !fw.failed {
 			fw.pr.f.cfg.Logger.Warn("filtering a tools/list answer failed", "tunnel", fw.pr.t.Name(), "err", err)
+		}
+		if err := fw.filter.LearnErr(); err != nil {
+			fw.pr.f.cfg.Logger.Warn("learning the tools of a tools/list answer failed", "tunnel", fw.pr.t.Name(), "err", err)
 		}
 	}
 }
