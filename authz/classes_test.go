@@ -330,3 +330,39 @@ func TestToolsRelist(t *testing.T) {
 		})
 	}
 }
+
+// TestToolsLearnSince: a listing asked for before a Forget (a tools/list_changed from the
+// server) is not learned from, first page or not: it may describe the tools as they were before
+// the change. One asked for after the Forget is.
+func TestToolsLearnSince(t *testing.T) {
+	ts := NewTools()
+	before := ts.Generation()
+	if err := ts.LearnSince(before, clsListing(clsTool("a", `{"readOnlyHint":true}`)), true); err != nil {
+		t.Fatal(err)
+	}
+	clsWant(t, ts, "a", Read, true)
+
+	inFlight := ts.Generation()
+	ts.Forget()
+	if ts.Generation() == inFlight {
+		t.Fatal("Forget did not move the generation")
+	}
+	for _, firstPage := range []bool{true, false} {
+		err := ts.LearnSince(inFlight, clsListing(clsTool("a", `{"readOnlyHint":true}`)), firstPage)
+		if !errors.Is(err, ErrStaleListing) {
+			t.Errorf("LearnSince with an old generation (first page %v) = %v, want ErrStaleListing", firstPage, err)
+		}
+		clsWant(t, ts, "a", Destructive, false)
+	}
+
+	after := ts.Generation()
+	if err := ts.LearnSince(after, clsListing(clsTool("a", ``)), true); err != nil {
+		t.Fatal(err)
+	}
+	clsWant(t, ts, "a", Destructive, true)
+	// Learn itself does not look at generations.
+	if err := ts.Learn(clsListing(clsTool("a", `{"readOnlyHint":true}`)), true); err != nil {
+		t.Fatal(err)
+	}
+	clsWant(t, ts, "a", Read, true)
+}

@@ -175,7 +175,9 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 	if len(lists) == 0 {
 		return w, func() {}, true
 	}
-	fw := &filterWriter{ResponseWriter: w, lists: lists, pr: pr}
+	// The generation is read before the request goes on: an answer that crosses a
+	// tools/list_changed on its way back is not learned from (Tools.LearnSince).
+	fw := &filterWriter{ResponseWriter: w, lists: lists, pr: pr, gen: TunnelTools(t).Generation()}
 	return fw, fw.finish, true
 }
 
@@ -347,6 +349,7 @@ func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, code i
 type filterWriter struct {
 	http.ResponseWriter
 	lists  []authz.ListRequest
+	gen    uint64 // the tunnel's tools' generation when the request went on
 	pr     *policyRequest
 	filter *authz.ResponseFilter
 	failed bool
@@ -361,7 +364,7 @@ func (fw *filterWriter) WriteHeader(code int) {
 		// one it re-annotated gets its new class, looser or stricter. A later page adds (and
 		// can only make a class stricter).
 		fw.filter = authz.NewResponseFilter(fw.ResponseWriter, ct, fw.lists, fw.pr.visible,
-			func(result json.RawMessage, firstPage bool) error { return tools.Learn(result, firstPage) })
+			func(result json.RawMessage, firstPage bool) error { return tools.LearnSince(fw.gen, result, firstPage) })
 		h.Del("Content-Length") // the filtered body is shorter
 	}
 	fw.ResponseWriter.WriteHeader(code)
@@ -391,7 +394,7 @@ func (fw *filterWriter) finish() {
 		if err := fw.filter.Close(); err != nil && !fw.failed {
 			fw.pr.f.cfg.Logger.Warn("filtering a tools/list answer failed", "tunnel", fw.pr.t.Name(), "err", err)
 		}
-		if err := fw.filter.LearnErr(); err != nil {
+		if err := fw.filter.LearnErr(); err != nil && !errors.Is(err, authz.ErrStaleListing) {
 			fw.pr.f.cfg.Logger.Warn("learning the tools of a tools/list answer failed", "tunnel", fw.pr.t.Name(), "err", err)
 		}
 	}
