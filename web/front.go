@@ -221,7 +221,7 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 	done := func() {}
 	if access != nil && f.cfg.Policy != nil {
 		var ok bool
-		if w, done, ok = f.decide(f.watchToolsChanged(w, t), r, t, access, info); !ok {
+		if w, done, ok = f.decide(f.watchToolsChanged(w, r, t), r, t, access, info); !ok {
 			return
 		}
 	}

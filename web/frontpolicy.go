@@ -348,16 +348,33 @@ func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, code i
 // known only when the local server's headers arrive, so the filter is made then.
 type filterWriter struct {
 	http.ResponseWriter
-	lists  []authz.ListRequest
-	gen    uint64 // the tunnel's tools' generation when the request went on
-	pr     *policyRequest
-	filter *authz.ResponseFilter
-	failed bool
+	lists   []authz.ListRequest
+	gen     uint64 // the tunnel's tools' generation when the request went on
+	pr      *policyRequest
+	filter  *authz.ResponseFilter
+	failed  bool
+	refused bool // the answer was encoded: a 502 went out instead
 }
 
+var errEncodedAnswer = errors.New("web: an encoded tools/list answer is not passed on")
+
 func (fw *filterWriter) WriteHeader(code int) {
+	if fw.refused {
+		return
+	}
 	if code >= 200 && fw.filter == nil {
 		h := fw.Header()
+		if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+			// toolgate asked for identity (watchToolsChanged); what the filter cannot read it
+			// must not pass on, or the caller would see every tool.
+			fw.refused = true
+			h.Del("Content-Encoding")
+			fw.pr.f.cfg.Logger.Warn("the local server encoded a tools/list answer; answered 502",
+				"tunnel", fw.pr.t.Name(), "content_encoding", ce)
+			writeRPCError(fw.ResponseWriter, http.StatusBadGateway, fw.lists[0].ID, -32603,
+				"The server behind this tunnel sent an encoded answer that toolgate cannot filter.")
+			return
+		}
 		ct := h.Get("Content-Type")
 		tools := TunnelTools(fw.pr.t)
 		// A first page replaces what was known: a tool the server dropped is forgotten, and
@@ -371,8 +388,11 @@ func (fw *filterWriter) WriteHeader(code int) {
 }
 
 func (fw *filterWriter) Write(b []byte) (int, error) {
-	if fw.filter == nil {
+	if fw.filter == nil && !fw.refused {
 		fw.WriteHeader(http.StatusOK)
+	}
+	if fw.refused {
+		return 0, errEncodedAnswer
 	}
 	n, err := fw.filter.Write(b)
 	if err != nil && !fw.failed {

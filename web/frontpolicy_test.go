@@ -1,6 +1,8 @@
 package web
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -96,8 +98,9 @@ func (pf *policyFront) reachedCount() int {
 	return len(pf.reached)
 }
 
-// do sends one request as user to the tunnel, writing the response to w (a recorder if nil).
-func (pf *policyFront) do(w http.ResponseWriter, user, method, body string) *httptest.ResponseRecorder {
+// do sends one request as user to the tunnel, writing the response to w (a recorder if nil),
+// with the header name/value pairs hdr.
+func (pf *policyFront) do(w http.ResponseWriter, user, method, body string, hdr ...string) *httptest.ResponseRecorder {
 	var rec *httptest.ResponseRecorder
 	if w == nil {
 		rec = httptest.NewRecorder()
@@ -109,6 +112,9 @@ func (pf *policyFront) do(w http.ResponseWriter, user, method, body string) *htt
 	}
 	r.Header.Set("Accept", "application/json, text/event-stream")
 	r.Header.Set("Authorization", "Bearer "+user)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Set(hdr[i], hdr[i+1])
+	}
 	r.RemoteAddr = "127.0.0.1:5000"
 	pf.f.ServeHTTP(w, r)
 	return rec
@@ -293,5 +299,44 @@ func TestPolicyLearnErrorIsLogged(t *testing.T) {
 	}
 	if !slices.ContainsFunc(pf.reached, func(s string) bool { return strings.Contains(s, "tools/list") }) {
 		t.Errorf("the listing did not reach the server")
+	}
+}
+
+// TestPolicyEncodedAnswers: under the policy toolgate asks the local server for unencoded
+// answers, whatever the client accepts: the tools/list filter and the list_changed watcher
+// read them. A server that gzips a tools/list answer anyway gets a 502 instead of an
+// unfiltered list reaching a shared user.
+func TestPolicyEncodedAnswers(t *testing.T) {
+	pf := newPolicyFront(t)
+	var asked []string
+	for _, ct := range []string{"application/json", "text/event-stream"} {
+		pf.setServe(func(w http.ResponseWriter, r *http.Request) {
+			asked = append(asked, r.Header.Get("Accept-Encoding"))
+			w.Header().Set("Content-Type", ct)
+			w.Header().Set("Content-Encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			body := toolsAnswer("1", annotated("secret_delete", annNone), annotated("a", annRead))
+			if ct == "text/event-stream" {
+				body = "event: message\ndata: " + body + "\n\n"
+			}
+			io.WriteString(zw, body) //nolint:errcheck
+			zw.Close()
+		})
+		w := pf.do(nil, "friend", http.MethodPost, listRequest("1", ""), "Accept-Encoding", "gzip, br")
+		if w.Code != http.StatusBadGateway || w.Header().Get("Content-Encoding") != "" || !strings.Contains(w.Body.String(), `"id":1`) {
+			t.Errorf("%s: %d %v %q; want a 502 JSON-RPC error", ct, w.Code, w.Header(), w.Body)
+		}
+		if zr, err := gzip.NewReader(bytes.NewReader(w.Body.Bytes())); err == nil {
+			plain, _ := io.ReadAll(zr)
+			t.Errorf("%s: the encoded answer went on: %s", ct, plain)
+		}
+		if got := classesOf(pf.t, "a", "secret_delete"); got != "a=? secret_delete=?" {
+			t.Errorf("%s: learned %s from an answer it could not read", ct, got)
+		}
+	}
+	pf.setServe(func(w http.ResponseWriter, r *http.Request) { asked = append(asked, r.Header.Get("Accept-Encoding")) })
+	pf.do(nil, "friend", http.MethodGet, "", "Accept-Encoding", "gzip")
+	if want := []string{"identity", "identity", "identity"}; !slices.Equal(asked, want) {
+		t.Errorf("the server was asked for encodings %q, want %q", asked, want)
 	}
 }

@@ -41,7 +41,14 @@ import (
 
 // watchToolsChanged wraps w so that an event stream from the tunnel's server is watched for
 // notifications/tools/list_changed. It is used under the policy, the only reader of classes.
-func (f *Front) watchToolsChanged(w http.ResponseWriter, t *tunnel.Tunnel) http.ResponseWriter {
+//
+// It also asks the server for an unencoded response. The client's Accept-Encoding would
+// otherwise reach the server (the proxy passes it through), and a gzipped event stream hides
+// its notifications from the watcher, and its tools/list answers from the filter, which would
+// pass them on unfiltered: a shared user's client could see every tool just by accepting
+// gzip. "identity" rather than no header: without one, any coding is acceptable (RFC 9110).
+func (f *Front) watchToolsChanged(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel) http.ResponseWriter {
+	r.Header.Set("Accept-Encoding", "identity")
 	return &toolsChangedWriter{ResponseWriter: w, f: f, t: t}
 }
 
