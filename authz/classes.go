@@ -25,6 +25,10 @@ const MaxToolName = 1024
 // [MaxTools] (or has names over [MaxToolName]); what fit was learned.
 var ErrTooManyTools = errors.New("authz: too many tools")
 
+// ErrStaleListing is returned by [Tools.LearnSince] when [Tools.Forget] was called after the
+// listing's request went out: nothing was learned.
+var ErrStaleListing = errors.New("authz: tools/list answer older than the server's last tools/list_changed")
+
 // ErrBadToolList is wrapped by the errors for tools/list results that cannot be read
 // unambiguously: not JSON, duplicate keys ("tools" twice, in any letter case), "tools" not an
 // array.
@@ -110,8 +114,9 @@ func classMax(a, b Class) Class {
 // A name listed twice (in one listing, or across pages of one) gets the more restrictive
 // class.
 type Tools struct {
-	mu sync.Mutex                       // serialises writers
-	m  atomic.Pointer[map[string]Class] // immutable once published
+	mu  sync.Mutex                       // serialises writers
+	m   atomic.Pointer[map[string]Class] // immutable once published
+	gen atomic.Uint64                    // Forgets so far; written under mu
 }
 
 // NewTools returns an empty Tools: every tool is unknown, hence destructive.
@@ -127,7 +132,31 @@ func NewTools() *Tools { return &Tools{} }
 // nothing. Tools beyond [MaxTools], or with names over [MaxToolName] bytes, are ignored and
 // the error, wrapping [ErrTooManyTools], says how many; the rest is learned. Learn does not
 // retain result.
+//
+// Whether a listing is a first page is the client's to say (it sends the cursor), and either
+// answer is safe: a later page taken for a first one forgets the tools of the earlier pages
+// (they count as destructive until listed again), and a first page taken for a later one
+// keeps earlier classes only where the page does not list the tool again, and where it does,
+// the more restrictive class wins. Only a first page can make a known tool's class less
+// restrictive, or forget a tool the server no longer lists.
 func (t *Tools) Learn(result json.RawMessage, firstPage bool) error {
+	return t.learn(result, firstPage, nil)
+}
+
+// Generation identifies what t knows between two calls of [Tools.Forget]. Read it before a
+// tools/list request goes to the server, and pass it to [Tools.LearnSince] with the answer.
+func (t *Tools) Generation() uint64 { return t.gen.Load() }
+
+// LearnSince is [Tools.Learn], unless [Tools.Forget] was called after gen was read: then the
+// answer may have been made before the change the server announced, and learning it could
+// bring back a class the server has since changed (a tool that became destructive listed as
+// read). Nothing is learned and the error is [ErrStaleListing]; the tools stay unknown until a
+// listing asked for after the change, which clients send when told the list changed.
+func (t *Tools) LearnSince(gen uint64, result json.RawMessage, firstPage bool) error {
+	return t.learn(result, firstPage, &gen)
+}
+
+func (t *Tools) learn(result json.RawMessage, firstPage bool, gen *uint64) error {
 	if !json.Valid(result) {
 		return fmt.Errorf("%w: not JSON", ErrBadToolList)
 	}
@@ -142,6 +171,9 @@ func (t *Tools) Learn(result json.RawMessage, firstPage bool) error {
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if gen != nil && *gen != t.gen.Load() {
+		return ErrStaleListing
+	}
 	var next map[string]Class
 	if old := t.m.Load(); old != nil && !firstPage {
 		next = make(map[string]Class, len(*old)+len(entries))
@@ -197,10 +229,12 @@ func (t *Tools) Class(name string) (c Class, known bool) {
 }
 
 // Forget drops everything known (on notifications/tools/list_changed, or when the tunnel
-// reconnects).
+// reconnects): every tool is unknown, hence destructive, until listed again. Listings asked
+// for before Forget are not learned from (see [Tools.LearnSince]).
 func (t *Tools) Forget() {
 	t.mu.Lock()
 	t.m.Store(nil)
+	t.gen.Add(1)
 	t.mu.Unlock()
 }
 

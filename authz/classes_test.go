@@ -252,3 +252,117 @@ func TestToolsConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestToolsRelist: how a sequence of listings (first pages and later pages) and Forgets leaves
+// a tunnel's classes. A first page replaces, so a tool the server re-annotated or dropped does
+// not keep an older, possibly more permissive class; a later page only adds, never loosening a
+// class it lists again.
+func TestToolsRelist(t *testing.T) {
+	const (
+		read  = `{"readOnlyHint":true}`
+		write = `{"destructiveHint":false}`
+		none  = ``
+	)
+	type step struct {
+		tools     []string // clsTool pairs: name, annotations; nil: Forget
+		firstPage bool
+	}
+	type want struct {
+		name  string
+		class Class
+		known bool
+	}
+	page := func(first bool, nameAnn ...string) step {
+		var tools []string
+		for i := 0; i+1 < len(nameAnn); i += 2 {
+			tools = append(tools, clsTool(nameAnn[i], nameAnn[i+1]))
+		}
+		return step{tools: tools, firstPage: first}
+	}
+	forget := step{}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+		want  []want
+	}{
+		{"read became destructive, relisted",
+			[]step{page(true, "notes", read), page(true, "notes", none)},
+			[]want{{"notes", Destructive, true}}},
+		{"write became read, relisted",
+			[]step{page(true, "save", write), page(true, "save", read)},
+			[]want{{"save", Read, true}}},
+		{"a dropped tool is forgotten by a first page",
+			[]step{page(true, "a", read, "b", read), page(true, "a", read)},
+			[]want{{"a", Read, true}, {"b", Destructive, false}}},
+		{"a later page adds",
+			[]step{page(true, "a", read), page(false, "b", write)},
+			[]want{{"a", Read, true}, {"b", Write, true}}},
+		{"a later page does not forget",
+			[]step{page(true, "a", read, "b", read), page(false, "c", read)},
+			[]want{{"a", Read, true}, {"b", Read, true}, {"c", Read, true}}},
+		{"a later page makes a class stricter, never looser",
+			[]step{page(true, "a", read, "b", none), page(false, "a", none, "b", read)},
+			[]want{{"a", Destructive, true}, {"b", Destructive, true}}},
+		{"a first page after later pages starts over",
+			[]step{page(true, "a", read), page(false, "b", read), page(true, "c", read)},
+			[]want{{"a", Destructive, false}, {"b", Destructive, false}, {"c", Read, true}}},
+		{"forget, then a first page restores",
+			[]step{page(true, "a", read, "b", write), forget, page(true, "a", read)},
+			[]want{{"a", Read, true}, {"b", Destructive, false}}},
+		{"forget, then a later page adds to nothing",
+			[]step{page(true, "a", read), forget, page(false, "b", read)},
+			[]want{{"a", Destructive, false}, {"b", Read, true}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := NewTools()
+			for _, s := range tc.steps {
+				if s.tools == nil {
+					ts.Forget()
+					continue
+				}
+				if err := ts.Learn(clsListing(s.tools...), s.firstPage); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, w := range tc.want {
+				clsWant(t, ts, w.name, w.class, w.known)
+			}
+		})
+	}
+}
+
+// TestToolsLearnSince: a listing asked for before a Forget (a tools/list_changed from the
+// server) is not learned from, first page or not: it may describe the tools as they were before
+// the change. One asked for after the Forget is.
+func TestToolsLearnSince(t *testing.T) {
+	ts := NewTools()
+	before := ts.Generation()
+	if err := ts.LearnSince(before, clsListing(clsTool("a", `{"readOnlyHint":true}`)), true); err != nil {
+		t.Fatal(err)
+	}
+	clsWant(t, ts, "a", Read, true)
+
+	inFlight := ts.Generation()
+	ts.Forget()
+	if ts.Generation() == inFlight {
+		t.Fatal("Forget did not move the generation")
+	}
+	for _, firstPage := range []bool{true, false} {
+		err := ts.LearnSince(inFlight, clsListing(clsTool("a", `{"readOnlyHint":true}`)), firstPage)
+		if !errors.Is(err, ErrStaleListing) {
+			t.Errorf("LearnSince with an old generation (first page %v) = %v, want ErrStaleListing", firstPage, err)
+		}
+		clsWant(t, ts, "a", Destructive, false)
+	}
+
+	after := ts.Generation()
+	if err := ts.LearnSince(after, clsListing(clsTool("a", ``)), true); err != nil {
+		t.Fatal(err)
+	}
+	clsWant(t, ts, "a", Destructive, true)
+	// Learn itself does not look at generations.
+	if err := ts.Learn(clsListing(clsTool("a", `{"readOnlyHint":true}`)), true); err != nil {
+		t.Fatal(err)
+	}
+	clsWant(t, ts, "a", Read, true)
+}

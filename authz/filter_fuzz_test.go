@@ -149,10 +149,10 @@ func FuzzResponseFilterSSE(f *testing.F) {
 			if w.data == g.data {
 				continue
 			}
-			fl := filterer{ids: map[string]struct{}{}, checkIDs: true, visible: fltShowAll}
-			for _, id := range fltWatched {
-				k, _ := rpcIDKey(id)
-				fl.ids[k] = struct{}{}
+			fl := filterer{ids: map[string]bool{}, checkIDs: true, visible: fltShowAll}
+			for _, l := range fltWatched {
+				k, _ := rpcIDKey(l.ID)
+				fl.ids[k] = l.FirstPage
 			}
 			ref, changed, err := fl.value([]byte(w.data), false)
 			if err != nil || !changed || string(ref) != g.data {

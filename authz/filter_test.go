@@ -202,7 +202,7 @@ func (r *fltRecorder) Write(p []byte) (int, error) {
 
 func (r *fltRecorder) Flush() { r.flushes++ }
 
-var fltWatched = []json.RawMessage{json.RawMessage(`7`), json.RawMessage(`"s-1"`)}
+var fltWatched = []ListRequest{{ID: json.RawMessage(`7`), FirstPage: true}, {ID: json.RawMessage(`"s-1"`), FirstPage: true}}
 
 // fltRunSSE feeds stream in the given chunk sizes (the rest in one piece), closes the filter,
 // and returns what it wrote and the first error.
@@ -420,7 +420,7 @@ func TestFilterSSELimit(t *testing.T) {
 
 func TestFilterJSONBody(t *testing.T) {
 	ts := NewTools()
-	learn := func(r json.RawMessage) error { return ts.Learn(r, true) }
+	learn := func(r json.RawMessage, firstPage bool) error { return ts.Learn(r, firstPage) }
 	for _, ct := range []string{"application/json", "application/json; charset=utf-8", ""} {
 		var rec fltRecorder
 		f := NewResponseFilter(&rec, ct, fltWatched, fltOnlyRead, learn)
@@ -490,7 +490,7 @@ func TestFilterJSONBody(t *testing.T) {
 
 	// Learn errors are kept, not fatal.
 	rec.Reset()
-	f = NewResponseFilter(&rec, "application/json", fltWatched, fltOnlyRead, func(json.RawMessage) error { return errors.New("boom") })
+	f = NewResponseFilter(&rec, "application/json", fltWatched, fltOnlyRead, func(json.RawMessage, bool) error { return errors.New("boom") })
 	f.Write([]byte(fltToolsMsg("7"))) //nolint:errcheck
 	if err := f.Close(); err != nil || rec.String() != fltToolsMsgFiltered("7") || !errors.Is(f.LearnErr(), ErrLearn) {
 		t.Errorf("learn error: %v, %q, %v", err, rec.String(), f.LearnErr())
@@ -564,4 +564,54 @@ func BenchmarkFilterResponse100(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestResponseFilterFirstPages: learn is told, per answer, whether its request asked for a
+// first page; answers to ids nobody watched are not learned from. An id used by both a first
+// page and a later page counts as a first page.
+func TestResponseFilterFirstPages(t *testing.T) {
+	lists := []ListRequest{
+		{ID: json.RawMessage(`1`), FirstPage: true},
+		{ID: json.RawMessage(`"next"`), FirstPage: false},
+		{ID: json.RawMessage(`3`), FirstPage: false}, {ID: json.RawMessage(`3.0`), FirstPage: true},
+	}
+	// Each answer lists one tool, named after its id, to tell the learn calls apart.
+	msg := func(id, tool string) string {
+		return `{"jsonrpc":"2.0","id":` + id + `,"result":{"tools":[` + clsTool(tool, ``) + `]}}`
+	}
+	for _, tc := range []struct {
+		name, ct, body string
+		want           []string // "tool:firstPage" per learn call, in order
+	}{
+		{"JSON batch", "application/json",
+			`[` + msg(`"next"`, "next") + `,` + msg(`1e0`, "one") + `,` + msg(`3`, "three") + `,` + msg(`99`, "unwatched") + `]`,
+			[]string{"next:false", "one:true", "three:true"}},
+		{"JSON single later page", "application/json", msg(`"next"`, "next"), []string{"next:false"}},
+		{"event stream", "text/event-stream",
+			"event: message\ndata: " + msg(`1`, "one") + "\n\nevent: message\ndata: " + msg(`"next"`, "next") + "\n\n",
+			[]string{"one:true", "next:false"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			learn := func(result json.RawMessage, firstPage bool) error {
+				var r struct{ Tools []struct{ Name string } }
+				if err := json.Unmarshal(result, &r); err != nil || len(r.Tools) != 1 {
+					t.Fatalf("learn got %s", result)
+				}
+				got = append(got, fmt.Sprintf("%s:%v", r.Tools[0].Name, firstPage))
+				return nil
+			}
+			var rec fltRecorder
+			f := NewResponseFilter(&rec, tc.ct, lists, fltShowAll, learn)
+			if _, err := f.Write([]byte(tc.body)); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("learn calls %v, want %v", got, tc.want)
+			}
+		})
+	}
 }

@@ -247,6 +247,7 @@ func (s *inspScanner) batch(req *Request) *ParseError {
 type inspFields struct {
 	jsonrpc, method, id, result, errorV, params inspSpan
 	name, arguments, uri, meta, metaVersion     inspSpan
+	cursor                                      inspSpan
 	// Near misses: the first key that differs only in letter case from params.name,
 	// params.arguments, params.uri, params._meta, params._meta[inspMetaVersion] ("" if none).
 	nearName, nearArguments, nearURI, nearMeta, nearMetaVersion string
@@ -346,6 +347,11 @@ func (s *inspScanner) params(f *inspFields) *ParseError {
 			dst = &f.arguments
 		case "uri":
 			dst = &f.uri
+		case "cursor":
+			// A key differing only in case ("Cursor") is not noted: a server that reads it
+			// as the cursor answers a later page that is then taken for a first page,
+			// which only forgets classes (see Message.HasCursor).
+			dst = &f.cursor
 		case "_meta":
 			s.ws()
 			if s.pos < len(s.data) && s.data[s.pos] == '{' {
@@ -464,6 +470,8 @@ func (s *inspScanner) shape(m *Message, f *inspFields) *ParseError {
 		// none) would otherwise skip the checks of its mirrored headers.
 		return inspMismatch(id, "MCP-Protocol-Version header does not match params._meta[\""+inspMetaVersion+"\"]")
 	}
+	// A string of more than its two quotes is not empty: no escape decodes to nothing.
+	m.HasCursor = f.cursor.kind == '"' && f.cursor.end-f.cursor.start > 2
 	var need string // the params field the method is decided by
 	switch m.Method {
 	case "tools/call", "prompts/get":

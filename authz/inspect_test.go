@@ -71,6 +71,22 @@ func TestInspectAccepts(t *testing.T) {
 			want: []Message{{ID: json.RawMessage(`4`), Method: "x/y"}}},
 		{name: "other method ignores its params.name", body: `{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{"name":1,"Cursor":"c"}}`,
 			want: []Message{{ID: json.RawMessage(`4`), Method: "tools/list"}}},
+		// A listing asks for a later page only with a non-empty string cursor; anything else
+		// is taken for a first page, which replaces the tools known (the safe side).
+		{name: "tools/list with a cursor", body: `{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{"cursor":"page-2"}}`,
+			want: []Message{{ID: json.RawMessage(`5`), Method: "tools/list", HasCursor: true}}},
+		{name: "tools/list with an escaped cursor", body: `{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{"_meta":{},"cursor":"\u0032"}}`,
+			want: []Message{{ID: json.RawMessage(`5`), Method: "tools/list", HasCursor: true}}},
+		{name: "tools/list without params", body: `{"jsonrpc":"2.0","id":5,"method":"tools/list"}`,
+			want: []Message{{ID: json.RawMessage(`5`), Method: "tools/list"}}},
+		{name: "tools/list with an empty cursor", body: `{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{"cursor":""}}`,
+			want: []Message{{ID: json.RawMessage(`5`), Method: "tools/list"}}},
+		{name: "tools/list with a null cursor", body: `{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{"cursor":null}}`,
+			want: []Message{{ID: json.RawMessage(`5`), Method: "tools/list"}}},
+		{name: "tools/list with a number cursor", body: `{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{"cursor":2}}`,
+			want: []Message{{ID: json.RawMessage(`5`), Method: "tools/list"}}},
+		{name: "a nested cursor is not the cursor", body: `{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{"_meta":{"cursor":"x"}}}`,
+			want: []Message{{ID: json.RawMessage(`5`), Method: "tools/list"}}},
 		{name: "response with result", body: `{"jsonrpc":"2.0","id":"s1","result":{"action":"accept"}}`,
 			want: []Message{{ID: json.RawMessage(`"s1"`)}}},
 		{name: "error response with null id", body: `{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}`,
@@ -138,7 +154,7 @@ func TestInspectAccepts(t *testing.T) {
 func inspDump(ms []Message) string {
 	var b strings.Builder
 	for _, m := range ms {
-		fmt.Fprintf(&b, "  {ID:%s Method:%q Name:%q URI:%q Arguments:%s}\n", m.ID, m.Method, m.Name, m.URI, m.Arguments)
+		fmt.Fprintf(&b, "  {ID:%s Method:%q Name:%q URI:%q Arguments:%s HasCursor:%v}\n", m.ID, m.Method, m.Name, m.URI, m.Arguments, m.HasCursor)
 	}
 	return b.String()
 }

@@ -29,6 +29,12 @@ type Message struct {
 	URI  string
 	// Arguments is params.arguments for tools/call (and prompts/get), as sent; nil if absent.
 	Arguments json.RawMessage
+	// HasCursor is true when params.cursor is a non-empty string: the request asks for a
+	// later page of a paginated list (tools/list and the other list methods). An absent,
+	// null or empty cursor, or one that is not a string, asks for the first page, as servers
+	// read it; counting doubtful cases as first pages is the safe side for tools/list (see
+	// [Tools.Learn]).
+	HasCursor bool
 }
 
 // IsResponse reports whether the message answers a server's request rather than asking.

@@ -202,6 +202,13 @@ func oauthTunnel(t testing.TB, in *instance, email string) (mcpURL string) {
 // connectOAuth connects the Go SDK client to mcpURL through its OAuth flow.
 func connectOAuth(t testing.TB, in *instance, mcpURL string, cfg *auth.AuthorizationCodeHandlerConfig) *mcp.ClientSession {
 	t.Helper()
+	return connectOAuthWith(t, in, mcpURL, cfg, nil, nil)
+}
+
+// connectOAuthWith is connectOAuth with the Go SDK's client and session options.
+func connectOAuthWith(t testing.TB, in *instance, mcpURL string, cfg *auth.AuthorizationCodeHandlerConfig,
+	copts *mcp.ClientOptions, sopts *mcp.ClientSessionOptions) *mcp.ClientSession {
+	t.Helper()
 	cfg.Client = in.client()
 	cfg.RedirectURL = "http://127.0.0.1:53682/callback"
 	h, err := auth.NewAuthorizationCodeHandler(cfg)
@@ -210,8 +217,8 @@ func connectOAuth(t testing.TB, in *instance, mcpURL string, cfg *auth.Authoriza
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "e2e-oauth", Version: "1"}, nil).Connect(ctx,
-		&mcp.StreamableClientTransport{Endpoint: mcpURL, HTTPClient: in.client(), OAuthHandler: h}, nil)
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "e2e-oauth", Version: "1"}, copts).Connect(ctx,
+		&mcp.StreamableClientTransport{Endpoint: mcpURL, HTTPClient: in.client(), OAuthHandler: h}, sopts)
 	if err != nil {
 		t.Fatalf("MCP connect with OAuth: %v", err)
 	}

@@ -24,30 +24,43 @@ import (
 // denial from a call that got through.
 type notesServer struct {
 	port  int
+	srv   *mcp.Server
 	mu    sync.Mutex
 	calls map[string]int
 }
 
 func startNotesServer(t testing.TB) *notesServer {
 	t.Helper()
-	ns := &notesServer{calls: map[string]int{}}
-	srv := mcp.NewServer(&mcp.Implementation{Name: "notes", Version: "1"}, nil)
+	return startNotesServerWith(t, nil)
+}
+
+// startNotesServerWith starts a notes server with the SDK's HTTP options: Stateless, for
+// one, is what the SDK needs to speak MCP 2026-07-28.
+func startNotesServerWith(t testing.TB, opts *mcp.StreamableHTTPOptions) *notesServer {
+	t.Helper()
+	ns := &notesServer{calls: map[string]int{}, srv: mcp.NewServer(&mcp.Implementation{Name: "notes", Version: "1"}, nil)}
 	no := false
 	for _, tool := range []*mcp.Tool{
 		{Name: "read_notes", Description: "read", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
 		{Name: "write_note", Description: "write", Annotations: &mcp.ToolAnnotations{DestructiveHint: &no}},
 		{Name: "delete_all", Description: "destructive: no hints"},
 	} {
-		name := tool.Name
-		mcp.AddTool(srv, tool, func(ctx context.Context, _ *mcp.CallToolRequest, _ map[string]any) (*mcp.CallToolResult, any, error) {
-			ns.mu.Lock()
-			ns.calls[name]++
-			ns.mu.Unlock()
-			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: name + " done"}}}, nil, nil
-		})
+		ns.setTool(tool)
 	}
-	ns.port = localServer(t, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil), 0)
+	ns.port = localServer(t, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return ns.srv }, opts), 0)
 	return ns
+}
+
+// setTool adds a tool, or replaces the one of its name (with new annotations, say). With
+// sessions connected, the SDK then sends them notifications/tools/list_changed.
+func (ns *notesServer) setTool(tool *mcp.Tool) {
+	name := tool.Name
+	mcp.AddTool(ns.srv, tool, func(ctx context.Context, _ *mcp.CallToolRequest, _ map[string]any) (*mcp.CallToolResult, any, error) {
+		ns.mu.Lock()
+		ns.calls[name]++
+		ns.mu.Unlock()
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: name + " done"}}}, nil, nil
+	})
 }
 
 func (ns *notesServer) count(tool string) int {
@@ -74,12 +87,18 @@ func policyTunnelSSH(t testing.TB, in *instance, owner string, ns *notesServer, 
 
 func policyClient(t testing.TB, in *instance, user *browserUser, mcpURL string) *mcp.ClientSession {
 	t.Helper()
-	return connectOAuth(t, in, mcpURL, &auth.AuthorizationCodeHandlerConfig{
+	return policyClientWith(t, in, user, mcpURL, nil, nil)
+}
+
+// policyClientWith is policyClient with the Go SDK's client and session options.
+func policyClientWith(t testing.TB, in *instance, user *browserUser, mcpURL string, copts *mcp.ClientOptions, sopts *mcp.ClientSessionOptions) *mcp.ClientSession {
+	t.Helper()
+	return connectOAuthWith(t, in, mcpURL, &auth.AuthorizationCodeHandlerConfig{
 		AuthorizationCodeFetcher: user.fetcher(),
 		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
 			ClientName: "policy client", RedirectURIs: []string{"http://127.0.0.1:53682/callback"},
 		}},
-	})
+	}, copts, sopts)
 }
 
 func toolNames(t testing.TB, cs *mcp.ClientSession) []string {

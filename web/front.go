@@ -216,11 +216,12 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 	}
 
 	// 4. Policy: the JSON-RPC body read strictly and every message decided before anything is
-	// forwarded; tools/list answers filtered on the way back.
+	// forwarded; tools/list answers filtered on the way back, and the server's event streams
+	// watched for tools/list_changed (listchanged.go).
 	done := func() {}
 	if access != nil && f.cfg.Policy != nil {
 		var ok bool
-		if w, done, ok = f.decide(w, r, t, access, info); !ok {
+		if w, done, ok = f.decide(f.watchToolsChanged(w, r, t), r, t, access, info); !ok {
 			return
 		}
 	}

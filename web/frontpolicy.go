@@ -118,7 +118,7 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 
 	var denied []deniedMessage
 	var stepUp *authz.Decision
-	var lists []json.RawMessage
+	var lists []authz.ListRequest
 	for _, m := range req.Messages {
 		if m.IsResponse() {
 			continue // a client answering the server (sampling, elicitation): not a request
@@ -143,7 +143,7 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 			}
 		}
 		if m.Method == "tools/list" && m.ID != nil {
-			lists = append(lists, m.ID)
+			lists = append(lists, authz.ListRequest{ID: m.ID, FirstPage: !m.HasCursor})
 		}
 	}
 	// Scopes the methods need (oauth-method-scopes) come first: without them the client
@@ -175,7 +175,9 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 	if len(lists) == 0 {
 		return w, func() {}, true
 	}
-	fw := &filterWriter{ResponseWriter: w, ids: lists, pr: pr}
+	// The generation is read before the request goes on: an answer that crosses a
+	// tools/list_changed on its way back is not learned from (Tools.LearnSince).
+	fw := &filterWriter{ResponseWriter: w, lists: lists, pr: pr, gen: TunnelTools(t).Generation()}
 	return fw, fw.finish, true
 }
 
@@ -346,27 +348,51 @@ func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, code i
 // known only when the local server's headers arrive, so the filter is made then.
 type filterWriter struct {
 	http.ResponseWriter
-	ids    []json.RawMessage
-	pr     *policyRequest
-	filter *authz.ResponseFilter
-	failed bool
+	lists   []authz.ListRequest
+	gen     uint64 // the tunnel's tools' generation when the request went on
+	pr      *policyRequest
+	filter  *authz.ResponseFilter
+	failed  bool
+	refused bool // the answer was encoded: a 502 went out instead
 }
 
+var errEncodedAnswer = errors.New("web: an encoded tools/list answer is not passed on")
+
 func (fw *filterWriter) WriteHeader(code int) {
+	if fw.refused {
+		return
+	}
 	if code >= 200 && fw.filter == nil {
 		h := fw.Header()
+		if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+			// toolgate asked for identity (watchToolsChanged); what the filter cannot read it
+			// must not pass on, or the caller would see every tool.
+			fw.refused = true
+			h.Del("Content-Encoding")
+			fw.pr.f.cfg.Logger.Warn("the local server encoded a tools/list answer; answered 502",
+				"tunnel", fw.pr.t.Name(), "content_encoding", ce)
+			writeRPCError(fw.ResponseWriter, http.StatusBadGateway, fw.lists[0].ID, -32603,
+				"The server behind this tunnel sent an encoded answer that toolgate cannot filter.")
+			return
+		}
 		ct := h.Get("Content-Type")
 		tools := TunnelTools(fw.pr.t)
-		fw.filter = authz.NewResponseFilter(fw.ResponseWriter, ct, fw.ids, fw.pr.visible,
-			func(result json.RawMessage) error { return tools.Learn(result, false) })
+		// A first page replaces what was known: a tool the server dropped is forgotten, and
+		// one it re-annotated gets its new class, looser or stricter. A later page adds (and
+		// can only make a class stricter).
+		fw.filter = authz.NewResponseFilter(fw.ResponseWriter, ct, fw.lists, fw.pr.visible,
+			func(result json.RawMessage, firstPage bool) error { return tools.LearnSince(fw.gen, result, firstPage) })
 		h.Del("Content-Length") // the filtered body is shorter
 	}
 	fw.ResponseWriter.WriteHeader(code)
 }
 
 func (fw *filterWriter) Write(b []byte) (int, error) {
-	if fw.filter == nil {
+	if fw.filter == nil && !fw.refused {
 		fw.WriteHeader(http.StatusOK)
+	}
+	if fw.refused {
+		return 0, errEncodedAnswer
 	}
 	n, err := fw.filter.Write(b)
 	if err != nil && !fw.failed {
@@ -387,6 +413,9 @@ func (fw *filterWriter) finish() {
 	if fw.filter != nil {
 		if err := fw.filter.Close(); err != nil && !fw.failed {
 			fw.pr.f.cfg.Logger.Warn("filtering a tools/list answer failed", "tunnel", fw.pr.t.Name(), "err", err)
+		}
+		if err := fw.filter.LearnErr(); err != nil && !errors.Is(err, authz.ErrStaleListing) {
+			fw.pr.f.cfg.Logger.Warn("learning the tools of a tools/list answer failed", "tunnel", fw.pr.t.Name(), "err", err)
 		}
 	}
 }
