@@ -1,7 +1,7 @@
 // ts-sdk-harness.mjs: what the TypeScript SDK client scripts (ts-sdk-client.mjs,
-// ts-sdk-policy.mjs) share: the client's loopback redirect listener, a headless in-memory
-// OAuthClientProvider whose authorization step is the person in Chromium, and a fetch that
-// records every HTTP exchange for assertions and error messages. Test-only.
+// ts-sdk-policy.mjs, ts-sdk-stepup.mjs) share: the client's loopback redirect listener, a
+// headless in-memory OAuthClientProvider whose authorization step is the person in Chromium, and
+// a fetch that records every HTTP exchange for assertions and error messages. Test-only.
 
 import { createServer } from 'node:http';
 import { randomUUID } from 'node:crypto';
@@ -28,11 +28,14 @@ export async function callbackListener() {
 }
 
 // InMemoryProvider is a headless OAuthClientProvider: everything lives in memory, and
-// redirectToAuthorization runs the user's part in the browser and keeps the code.
+// redirectToAuthorization runs the user's part in the browser and keeps the code. grantTypes
+// are the grant_types it registers with (default authorization_code and refresh_token, as the
+// SDK's example client).
 export class InMemoryProvider {
-  constructor({ redirectURL, clientName, userAgent }) {
+  constructor({ redirectURL, clientName, userAgent, grantTypes }) {
     this._redirectURL = redirectURL;
     this._clientName = clientName;
+    this._grantTypes = grantTypes ?? ['authorization_code', 'refresh_token'];
     this._userAgent = userAgent; // async (authURL) => {code, consentShown, ...}
     this.info = undefined;
     this.tok = undefined;
@@ -52,7 +55,7 @@ export class InMemoryProvider {
     return {
       client_name: this._clientName,
       redirect_uris: [this._redirectURL],
-      grant_types: ['authorization_code', 'refresh_token'],
+      grant_types: this._grantTypes,
       response_types: ['code'],
       token_endpoint_auth_method: 'none',
     };
