@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -69,11 +70,23 @@ func TestTypeScriptSDKClientPolicy(t *testing.T) {
 // UnauthorizedError, and the script does what an application does with it (finishAuth with the
 // code, then the call again), which passes. The challenged call never reaches the server.
 //
-// The client registers without the refresh_token grant: SDK 1.32.2 answers the challenge with
-// a refresh when it holds a refresh token, and a refreshed token keeps the old sign-in time, so
-// that path gives up with "Server returned 403 after trying upscoping" (see the script).
+// Two clients: one registered without the refresh_token grant, which authorizes at once; and
+// the common one holding a refresh token, whose SDK (1.32.2) refreshes first. toolgate refuses
+// that refresh with invalid_grant (a refreshed token keeps the old sign-in time, and the SDK
+// would give up on the same challenge, typescript-sdk#2255); the SDK then drops its tokens
+// through the provider's invalidateCredentials, as mcp-remote's provider has it, and authorizes.
 func TestTypeScriptSDKClientStepUp(t *testing.T) {
 	dir := requireInteropClients(t)
+	for _, refreshTokens := range []bool{false, true} {
+		name := "without refresh token"
+		if refreshTokens {
+			name = "with refresh token"
+		}
+		t.Run(name, func(t *testing.T) { testTypeScriptSDKStepUp(t, dir, refreshTokens) })
+	}
+}
+
+func testTypeScriptSDKStepUp(t *testing.T, dir string, refreshTokens bool) {
 	const maxAuthAge = 4 * time.Second
 	in := startOAuth(t, "--max-auth-age", maxAuthAge.String())
 	ns := startNotesServer(t)
@@ -100,13 +113,16 @@ func TestTypeScriptSDKClientStepUp(t *testing.T) {
 			SignInPage      string
 			ConsentShown    bool
 			Grants          []string
+			TokenErrors     []string
+			Invalidations   []string
+			NewTokens       bool
 			RetriedText     string
 		}
 		Authorizations int
 	}
 	o.runClient(t, dir, "ts-sdk-stepup.mjs", map[string]any{
 		"clientName": clientName, "email": email, "password": "a long e2e password",
-		"maxAuthAgeMs": maxAuthAge.Milliseconds(),
+		"maxAuthAgeMs": maxAuthAge.Milliseconds(), "refreshTokens": refreshTokens,
 	}, &res)
 
 	if !slices.Equal(res.Tools, []string{"delete_all", "read_notes", "write_note"}) {
@@ -134,8 +150,23 @@ func TestTypeScriptSDKClientStepUp(t *testing.T) {
 	if !strings.Contains(" "+s.Scope+" ", " mcp ") {
 		t.Errorf("re-authorization asked for scope %q, want the challenge's (mcp)", s.Scope)
 	}
-	if !slices.Equal(s.Grants, []string{"authorization_code 200"}) {
+	if refreshTokens {
+		// The refresh is refused, the SDK drops the tokens and authorizes.
+		if !slices.Equal(s.Grants, []string{"refresh_token 400", "authorization_code 200"}) {
+			t.Errorf("token requests during the step-up: %v, want a refused refresh, then one authorization_code grant", s.Grants)
+		}
+		if len(s.TokenErrors) != 1 || !strings.HasPrefix(s.TokenErrors[0], "invalid_grant: ") ||
+			!strings.Contains(s.TokenErrors[0], "a new authorization is required") {
+			t.Errorf("token errors during the step-up: %q, want one invalid_grant saying a new authorization is required", s.TokenErrors)
+		}
+		if !slices.Equal(s.Invalidations, []string{"tokens"}) {
+			t.Errorf("the provider's invalidateCredentials calls: %q, want [tokens]", s.Invalidations)
+		}
+	} else if !slices.Equal(s.Grants, []string{"authorization_code 200"}) {
 		t.Errorf("token requests during the step-up: %v, want one authorization_code grant", s.Grants)
+	}
+	if !s.NewTokens {
+		t.Errorf("the client kept its old tokens through the step-up")
 	}
 	if s.RetriedText != "delete_all done" || res.Authorizations != 2 {
 		t.Errorf("after re-authorizing: call %q, authorizations %d; want the call done after 2 authorizations", s.RetriedText, res.Authorizations)
@@ -151,14 +182,23 @@ func TestTypeScriptSDKClientStepUp(t *testing.T) {
 	// The owner's terminal and the audit log show the step-up, and the second sign-in.
 	want := `stepper@e2e.test via "` + clientName + `"  tools/call delete_all [destructive]  STEP-UP by "fresh-sign-in-for-destructive"  403`
 	waitFor(t, 5*time.Second, "the terminal line "+want, func() bool { return strings.Contains(ssh.Output(), want) })
-	name := strings.Split(strings.TrimPrefix(mcpURL, "https://"), ".")[0]
+	tunnel := strings.Split(strings.TrimPrefix(mcpURL, "https://"), ".")[0]
 	waitFor(t, 10*time.Second, "the step-up in the audit log", func() bool {
-		out, _, _ := in.adminRun("audit", "list", "--tunnel", name, "--tool", "delete_all", "--json")
+		out, _, _ := in.adminRun("audit", "list", "--tunnel", tunnel, "--tool", "delete_all", "--json")
 		return strings.Count(out, `"decision":"allow"`) == 2 && strings.Count(out, `"decision":"step_up"`) == 1 &&
 			strings.Contains(out, `"rule":"fresh-sign-in-for-destructive"`)
 	})
 	waitFor(t, 10*time.Second, "the password sign-in in the audit log", func() bool {
 		out, _, _ := in.adminRun("audit", "list", "--user", email, "--limit", "1000", "--json")
 		return strings.Contains(out, `"detail":"signed in with password"`)
+	})
+	refused := 0
+	if refreshTokens {
+		refused = 1
+	}
+	waitFor(t, 10*time.Second, fmt.Sprintf("%d refused refresh in the audit log", refused), func() bool {
+		out, _, _ := in.adminRun("audit", "list", "--kind", "token_refresh_refused", "--json")
+		return strings.Count(out, `"kind":"token_refresh_refused"`) == refused &&
+			(refused == 0 || strings.Contains(out, `"rule":"fresh-sign-in-for-destructive"`))
 	})
 }

@@ -11,23 +11,28 @@
 //
 // That call is the step-up. toolgate answers 403 with a Bearer insufficient_scope challenge; the
 // SDK's transport (streamableHttp.js, send(): the `response.status === 403` branch) reacts by
-// calling auth() itself, which, holding no refresh token, starts a new authorization and hands
-// its URL to the provider's redirectToAuthorization: there toolgate sees the old browser
-// session, ends it and shows its sign-in page, the owner signs in again with the password and
-// is sent back to the authorization, which (already approved) redirects to the client with a
-// code. auth() answers 'REDIRECT' and send() throws UnauthorizedError. The application then
+// calling auth() itself. What auth() does first depends on the variant (args.refreshTokens):
+//
+//  - without refresh tokens (the client registers with grant_types [authorization_code]): holding
+//    no refresh token, auth() starts a new authorization at once;
+//  - with refresh tokens (the default grant_types, as most clients register), which is the common
+//    case: auth() refreshes first (client/auth.js, authInternal: `if (tokens?.refresh_token)`
+//    comes before startAuthorization). A refreshed token would keep the old sign-in time, be
+//    challenged again, and the transport would give up with "Server returned 403 after trying
+//    upscoping" (typescript-sdk#2255); so toolgate, having just challenged this grant, refuses
+//    the refresh with invalid_grant. auth() then calls the provider's invalidateCredentials
+//    ('tokens') and runs again, now without tokens: a new authorization. The provider is
+//    InvalidatingProvider, which implements it as mcp-remote does.
+//
+// The authorization URL goes to the provider's redirectToAuthorization: there toolgate sees the
+// old browser session, ends it and shows its sign-in page, the owner signs in again with the
+// password and is sent back to the authorization, which (already approved) redirects to the client
+// with a code. auth() answers 'REDIRECT' and send() throws UnauthorizedError. The application then
 // does what the SDK's own example client does on UnauthorizedError (examples/client/
 // simpleOAuthClient.js: catch it, take the code from the redirect, transport.finishAuth(code),
 // carry on): finishAuth on the same transport, and the call again, which passes.
 //
-// The client registers with grant_types [authorization_code] only, on purpose: with a refresh
-// token the SDK 1.32.2's auth() refreshes instead of authorizing (client/auth.js, authInternal:
-// `if (tokens?.refresh_token)` comes before startAuthorization), the refreshed token carries the
-// same old sign-in time, the retry gets the same challenge and send() gives up with
-// StreamableHTTPError 403 "Server returned 403 after trying upscoping". That is not a path to
-// the step-up, so it is not what this script tests.
-//
-// args: {mcpURL, signinLink, issuer, email, password, maxAuthAgeMs, clientName?}
+// args: {mcpURL, signinLink, issuer, email, password, maxAuthAgeMs, refreshTokens?, clientName?}
 // Result: {tools, freshText, readText, stepUp: {...}}; the Go test asserts on it, and on the
 // server's own call counts. Environment as for ts-sdk-client.mjs.
 
@@ -36,7 +41,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { authorize, checkCallback, setPassword, signIn, signInWithPassword } from './oauth-browser.mjs';
-import { InMemoryProvider, callbackListener, fmtTrace, tracingFetch } from './ts-sdk-harness.mjs';
+import { InMemoryProvider, InvalidatingProvider, callbackListener, fmtTrace, tracingFetch } from './ts-sdk-harness.mjs';
 
 export default async function run({ page, args }) {
   const { mcpURL, signinLink, issuer, email, password, maxAuthAgeMs } = args ?? {};
@@ -44,6 +49,7 @@ export default async function run({ page, args }) {
     throw new Error('args need mcpURL, signinLink, issuer, email, password and maxAuthAgeMs');
   }
   const clientName = args.clientName ?? 'toolgate e2e TypeScript SDK step-up client';
+  const refreshTokens = args.refreshTokens === true;
   const trace = [];
   const fetchFn = tracingFetch(trace);
   const cb = await callbackListener();
@@ -70,7 +76,9 @@ export default async function run({ page, args }) {
     });
     return { consentShown: a.consentShown, signedInAgain: a.signInAgainText !== undefined, code: checkCallback(a.callbackURL, { state, issuer }) };
   };
-  const prov = new InMemoryProvider({ redirectURL: cb.redirectURL, clientName, userAgent, grantTypes: ['authorization_code'] });
+  const prov = refreshTokens
+    ? new InvalidatingProvider({ redirectURL: cb.redirectURL, clientName, userAgent })
+    : new InMemoryProvider({ redirectURL: cb.redirectURL, clientName, userAgent, grantTypes: ['authorization_code'] });
   const newTransport = () => new StreamableHTTPClientTransport(new URL(mcpURL), { authProvider: prov, fetch: fetchFn });
   const connect = async (transport) => {
     const client = new Client({ name: 'toolgate-e2e-ts-sdk-stepup', version: '1.0.0' });
@@ -96,7 +104,9 @@ export default async function run({ page, args }) {
     }
     if (prov.authorizations.length !== 1) throw new Error(`UnauthorizedError after ${prov.authorizations.length} authorizations, want 1`);
     await t1.finishAuth(prov.authorizations[0].code);
-    if (prov.tok?.refresh_token) throw new Error('toolgate issued a refresh token to a client registered without the refresh_token grant');
+    if (refreshTokens && !prov.tok?.refresh_token) throw new Error('toolgate issued no refresh token to a client registered with the refresh_token grant');
+    if (!refreshTokens && prov.tok?.refresh_token) throw new Error('toolgate issued a refresh token to a client registered without the refresh_token grant');
+    const firstTokens = prov.tok;
     const transport = newTransport();
     const client = await connect(transport);
 
@@ -145,6 +155,10 @@ export default async function run({ page, args }) {
         signInPage: signInAgainPages.join('\n---\n'),
         consentShown: reauth.consentShown,
         grants: exchanges.filter((e) => e.grant).map((e) => `${e.grant} ${e.status}`),
+        tokenErrors: exchanges.filter((e) => e.tokenError).map((e) => e.tokenError),
+        invalidations: prov.invalidations ?? [],
+        newTokens: prov.tok?.access_token !== firstTokens.access_token &&
+          (!refreshTokens || (!!prov.tok?.refresh_token && prov.tok.refresh_token !== firstTokens.refresh_token)),
         retriedText,
       },
       authorizations: prov.authorizations.length,
