@@ -202,3 +202,82 @@ func testTypeScriptSDKStepUp(t *testing.T, dir string, refreshTokens bool) {
 			(refused == 0 || strings.Contains(out, `"rule":"fresh-sign-in-for-destructive"`))
 	})
 }
+
+// TestMCPRemoteStepUp: the fresh-sign-in step-up through mcp-remote's stdio proxy
+// (e2e/interop/mcp-remote-stepup.mjs), the TypeScript SDK client talking to it as a desktop
+// application would. mcp-remote holds a refresh token; on the challenge its SDK refreshes
+// first, toolgate refuses the refresh (invalid_grant), mcp-remote discards its tokens and
+// re-authorizes mid-session: the owner signs in again in Chromium, and the pending call is
+// answered. The challenged call never reaches the server.
+func TestMCPRemoteStepUp(t *testing.T) {
+	dir := requireInteropClients(t)
+	const maxAuthAge = 6 * time.Second // mcp-remote's first connection takes longer than the SDK's
+	in := startOAuth(t, "--max-auth-age", maxAuthAge.String())
+	ns := startNotesServer(t)
+	const email = "stepper@e2e.test"
+	mcpURL, ssh := policyTunnelSSH(t, in, email, ns)
+	o := &interopOAuth{
+		in:     in,
+		email:  email,
+		mcpURL: mcpURL,
+		link:   in.signInLink(t, email),
+		issuer: "https://" + in.domain + ":" + in.httpsPort(),
+	}
+	var res struct {
+		MCPRemoteVersion string
+		Tools            []string
+		FreshText        string
+		ReadText         string
+		StepUp           struct {
+			Scope              string
+			SignedInAgain      bool
+			SignInPage         string
+			ConsentShown       bool
+			Authorizations     int
+			ReauthorizedLogged bool
+			NewRefreshToken    bool
+			RetriedText        string
+		}
+	}
+	o.runClient(t, dir, "mcp-remote-stepup.mjs", map[string]any{
+		"email": email, "password": "a long e2e password", "maxAuthAgeMs": maxAuthAge.Milliseconds(),
+	}, &res)
+
+	if !slices.Equal(res.Tools, []string{"delete_all", "read_notes", "write_note"}) {
+		t.Errorf("the owner's tools/list through mcp-remote %s: %v", res.MCPRemoteVersion, res.Tools)
+	}
+	if res.FreshText != "delete_all done" || res.ReadText != "read_notes done" {
+		t.Errorf("fresh destructive call %q, read call with an old sign-in %q", res.FreshText, res.ReadText)
+	}
+	s := res.StepUp
+	if !s.SignedInAgain || !strings.Contains(s.SignInPage, "your last sign-in is too old") {
+		t.Errorf("re-authorizing did not sign the owner in again (signed in again %v); sign-in page:\n%s", s.SignedInAgain, s.SignInPage)
+	}
+	if s.ConsentShown {
+		t.Errorf("re-authorizing showed the consent page again for an approved client")
+	}
+	if !strings.Contains(" "+s.Scope+" ", " mcp ") {
+		t.Errorf("re-authorization asked for scope %q, want the challenge's (mcp)", s.Scope)
+	}
+	if s.Authorizations != 2 || !s.ReauthorizedLogged || !s.NewRefreshToken {
+		t.Errorf("authorizations %d, mcp-remote logged the re-authorization %v, new refresh token %v; want 2, true, true",
+			s.Authorizations, s.ReauthorizedLogged, s.NewRefreshToken)
+	}
+	if s.RetriedText != "delete_all done" {
+		t.Errorf("the destructive call after re-authorizing: %q", s.RetriedText)
+	}
+	// The fresh call and the retried one; the challenged call never got through.
+	if n := ns.count("delete_all"); n != 2 {
+		t.Errorf("delete_all reached the server %d times, want 2", n)
+	}
+	if n := ns.count("read_notes"); n != 1 {
+		t.Errorf("read_notes reached the server %d times, want 1", n)
+	}
+
+	want := `stepper@e2e.test via "MCP CLI Proxy"  tools/call delete_all [destructive]  STEP-UP by "fresh-sign-in-for-destructive"  403`
+	waitFor(t, 5*time.Second, "the terminal line "+want, func() bool { return strings.Contains(ssh.Output(), want) })
+	waitFor(t, 10*time.Second, "one refused refresh in the audit log", func() bool {
+		out, _, _ := in.adminRun("audit", "list", "--kind", "token_refresh_refused", "--json")
+		return strings.Count(out, `"kind":"token_refresh_refused"`) == 1 && strings.Contains(out, `"rule":"fresh-sign-in-for-destructive"`)
+	})
+}
