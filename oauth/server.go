@@ -109,6 +109,13 @@ type Config struct {
 	// itself) gets the same new tokens instead of revoking the family. Default 30s; negative
 	// disables the grace.
 	RefreshGrace time.Duration
+	// StepUpRefreshWindow is how long after a step-up challenge (see [Server.StepUpIssued]) a
+	// refresh of the challenged grant is refused with invalid_grant, so that the client
+	// authorizes again rather than refreshing into the same challenge. Default 10 minutes:
+	// long enough for a client's immediate retry and its user's detour through the browser,
+	// short enough that a client ignoring the challenge soon refreshes as before. Negative
+	// disables the refusal.
+	StepUpRefreshWindow time.Duration
 	// UnusedClientTTL is how long a registered client that never obtained a token is kept;
 	// IdleClientTTL how long one that did is kept after its last token. Defaults 24h and 90
 	// days.
@@ -142,6 +149,7 @@ type Server struct {
 	log      *slog.Logger
 
 	refreshLocks keyedMutex
+	stepUps      stepUpMarks
 	accessCache  *accessCache
 	touchMu      sync.Mutex
 	touched      map[string]time.Time // client id → last TouchOAuthClient
@@ -186,6 +194,9 @@ func New(cfg Config) (*Server, error) {
 	defaultDuration(&cfg.CodeLifetime, 10*time.Minute)
 	if cfg.RefreshGrace == 0 {
 		cfg.RefreshGrace = 30 * time.Second
+	}
+	if cfg.StepUpRefreshWindow == 0 {
+		cfg.StepUpRefreshWindow = 10 * time.Minute
 	}
 	defaultDuration(&cfg.UnusedClientTTL, 24*time.Hour)
 	defaultDuration(&cfg.IdleClientTTL, 90*24*time.Hour)

@@ -70,6 +70,14 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.provider.WriteAccessError(ctx, w, ar, err)
 		return
 	}
+	// Last, so that only a refresh that would otherwise succeed counts as refused. fosite has
+	// only read so far: the refresh token is still active and its family untouched.
+	if ar.GetGrantTypes().ExactOne("refresh_token") {
+		if err := s.stepUpRefusal(ctx, r, ar); err != nil {
+			s.provider.WriteAccessError(ctx, w, ar, err)
+			return
+		}
+	}
 	resp, err := s.provider.NewAccessResponse(ctx, ar)
 	if err != nil {
 		s.logTokenError(r, err)
@@ -189,8 +197,17 @@ func (s *Server) replayWithinGrace(ctx context.Context, w http.ResponseWriter, r
 	// The new pair must still be alive: if its family was revoked since, fosite's own answer
 	// (the token was already used) is the right one.
 	newSig := s.strategy.RefreshTokenSignature(ctx, g.RefreshToken)
-	if _, err := s.tokens.GetRefreshTokenSession(ctx, newSig, &fosite.DefaultSession{}); err != nil {
+	next, err := s.tokens.GetRefreshTokenSession(ctx, newSig, &fosite.DefaultSession{})
+	if err != nil {
 		return false
+	}
+	// The pair belongs to the old token's grant. If that grant was challenged since, the
+	// replay would hand out a token that cannot pass the challenge: refuse it as a refresh is
+	// refused. Answering here matters: falling through to fosite would take the second use
+	// for theft and revoke the grant, which the step-up refusal deliberately does not do.
+	if err := s.stepUpRefusal(ctx, r, next); err != nil {
+		s.provider.WriteAccessError(ctx, w, fosite.NewAccessRequest(nil), err)
+		return true
 	}
 	expiresIn := int64(g.ExpiresAt.Sub(s.cfg.Now()) / time.Second)
 	if expiresIn <= 0 {
@@ -272,6 +289,9 @@ type Access struct {
 	Scopes     []string
 	AuthTime   time.Time // when the user signed in before approving
 	ExpiresAt  time.Time
+	// Grant identifies the token's family: the authorization it descends from, shared by
+	// every pair refreshed from it (fosite's request id; data.OAuthGrant.RequestID).
+	Grant string
 }
 
 // Introspect returns what an access token grants, for the admin API. It does not check the
@@ -318,6 +338,7 @@ func (s *Server) lookup(ctx context.Context, token string) (*Access, error) {
 	a := &Access{
 		UserID: req.GetSession().GetSubject(), ClientID: req.GetClient().GetID(), ClientName: ClientName(req.GetClient()),
 		Scopes: req.GetGrantedScopes(), AuthTime: sessionAuthTime(req.GetSession()), ExpiresAt: exp,
+		Grant: req.GetID(),
 	}
 	if aud := req.GetGrantedAudience(); len(aud) == 1 {
 		a.Resource = aud[0]

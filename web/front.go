@@ -95,6 +95,9 @@ type TokenChecker interface {
 	ResourceMetadata(resource string) []byte
 	// DefaultScopes are the scopes every request needs, advertised in challenges.
 	DefaultScopes() []string
+	// StepUpIssued is told of every step-up challenge (rule: why), so that the token's grant
+	// is not refreshed into the same challenge for a while; see oauth.Server.StepUpIssued.
+	StepUpIssued(a *oauth.Access, rule string)
 }
 
 // Front is the root http.Handler of the public listener.

@@ -46,8 +46,9 @@ type benchTokens struct{ access *oauth.Access }
 func (b benchTokens) Check(context.Context, string, string, string) (*oauth.Access, error) {
 	return b.access, nil
 }
-func (benchTokens) ResourceMetadata(string) []byte { return nil }
-func (benchTokens) DefaultScopes() []string        { return []string{"mcp"} }
+func (benchTokens) ResourceMetadata(string) []byte     { return nil }
+func (benchTokens) DefaultScopes() []string            { return []string{"mcp"} }
+func (benchTokens) StepUpIssued(*oauth.Access, string) {}
 
 type benchPolicy struct{ p *authz.Policy }
 

@@ -167,6 +167,7 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 		metadata := oauth.ResourceMetadataURL(origin, r.URL.EscapedPath())
 		scopes := union(f.cfg.Auth.DefaultScopes(), stepUp.Scopes)
 		w.Header().Set("WWW-Authenticate", oauth.Challenge(metadata, scopes, "insufficient_scope", denialText(*stepUp)))
+		f.cfg.Auth.StepUpIssued(access, stepUp.Rule) // before the 403 goes out, which the client's refresh follows
 		writeError(w, r, http.StatusForbidden, "insufficient_scope", denialText(*stepUp)+" Authorize the client again.")
 		return nil, nil, false
 	}

@@ -34,17 +34,19 @@ import { authorize, checkCallback, signIn } from './oauth-browser.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const resolveHook = new URL('./resolve-localhost.mjs', import.meta.url).href;
-const AUTHORIZE_RE = /Please authorize this client by visiting:\s*\n\s*(https?:\/\/\S+)/;
+export const AUTHORIZE_RE = /Please authorize this client by visiting:\s*\n\s*(https?:\/\/\S+)/;
 
-async function mcpRemoteBin() {
+// mcpRemoteBin finds one of the package's bins: mcp-remote-client (its test client, the default)
+// or mcp-remote (the stdio proxy, for mcp-remote-stepup.mjs).
+export async function mcpRemoteBin(name = 'mcp-remote-client') {
   const dir = join(here, 'node_modules', 'mcp-remote');
   const pkg = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8'));
-  const bin = typeof pkg.bin === 'string' ? pkg.bin : pkg.bin?.['mcp-remote-client'];
-  if (!bin) throw new Error(`mcp-remote ${pkg.version} has no mcp-remote-client bin`);
+  const bin = typeof pkg.bin === 'string' ? pkg.bin : pkg.bin?.[name];
+  if (!bin) throw new Error(`mcp-remote ${pkg.version} has no ${name} bin`);
   return { path: join(dir, bin), version: pkg.version };
 }
 
-async function freePort() {
+export async function freePort() {
   const srv = createServer();
   await new Promise((resolve, reject) => {
     srv.once('error', reject);
@@ -55,7 +57,7 @@ async function freePort() {
   return port;
 }
 
-function childEnv(configDir) {
+export function childEnv(configDir) {
   const env = { ...process.env, MCP_REMOTE_CONFIG_DIR: configDir, BROWSER: 'true' };
   // xdg-open (behind the `open` package mcp-remote uses) picks a desktop's opener when it detects
   // one; without these it runs $BROWSER, i.e. `true URL`.
@@ -125,7 +127,7 @@ function run(bin, argv, env) {
   return h;
 }
 
-function tail(s, n = 6000) {
+export function tail(s, n = 6000) {
   return s.length <= n ? s : '…' + s.slice(-n);
 }
 

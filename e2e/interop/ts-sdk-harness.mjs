@@ -1,7 +1,8 @@
 // ts-sdk-harness.mjs: what the TypeScript SDK client scripts (ts-sdk-client.mjs,
-// ts-sdk-policy.mjs) share: the client's loopback redirect listener, a headless in-memory
-// OAuthClientProvider whose authorization step is the person in Chromium, and a fetch that
-// records every HTTP exchange for assertions and error messages. Test-only.
+// ts-sdk-policy.mjs, ts-sdk-stepup.mjs) share: the client's loopback redirect listener, a
+// headless in-memory OAuthClientProvider whose authorization step is the person in Chromium (with
+// or without invalidateCredentials), and a fetch that records every HTTP exchange for assertions
+// and error messages. Test-only.
 
 import { createServer } from 'node:http';
 import { randomUUID } from 'node:crypto';
@@ -28,11 +29,14 @@ export async function callbackListener() {
 }
 
 // InMemoryProvider is a headless OAuthClientProvider: everything lives in memory, and
-// redirectToAuthorization runs the user's part in the browser and keeps the code.
+// redirectToAuthorization runs the user's part in the browser and keeps the code. grantTypes
+// are the grant_types it registers with (default authorization_code and refresh_token, as the
+// SDK's example client).
 export class InMemoryProvider {
-  constructor({ redirectURL, clientName, userAgent }) {
+  constructor({ redirectURL, clientName, userAgent, grantTypes }) {
     this._redirectURL = redirectURL;
     this._clientName = clientName;
+    this._grantTypes = grantTypes ?? ['authorization_code', 'refresh_token'];
     this._userAgent = userAgent; // async (authURL) => {code, consentShown, ...}
     this.info = undefined;
     this.tok = undefined;
@@ -52,7 +56,7 @@ export class InMemoryProvider {
     return {
       client_name: this._clientName,
       redirect_uris: [this._redirectURL],
-      grant_types: ['authorization_code', 'refresh_token'],
+      grant_types: this._grantTypes,
       response_types: ['code'],
       token_endpoint_auth_method: 'none',
     };
@@ -97,8 +101,29 @@ export class InMemoryProvider {
   }
 }
 
+// InvalidatingProvider is InMemoryProvider with invalidateCredentials, which the SDK's
+// OAuthClientProvider leaves optional and its example provider lacks, implemented as mcp-remote's
+// NodeOAuthClientProvider does (0.15.1): 'all' forgets the client, the tokens and the verifier,
+// 'client', 'tokens' and 'verifier' one each ('discovery': nothing is cached here). The SDK's
+// auth() calls it when the server refuses the client (invalid_client: 'all') or the refresh token
+// (invalid_grant: 'tokens'), and then tries again, which without tokens is a new authorization.
+// invalidations records the calls.
+export class InvalidatingProvider extends InMemoryProvider {
+  constructor(opts) {
+    super(opts);
+    this.invalidations = [];
+  }
+
+  invalidateCredentials(scope) {
+    this.invalidations.push(scope);
+    if (scope === 'all' || scope === 'client') this.info = undefined;
+    if (scope === 'all' || scope === 'tokens') this.tok = undefined;
+    if (scope === 'all' || scope === 'verifier') this.verifier = undefined;
+  }
+}
+
 // tracingFetch records every HTTP exchange of the SDK (MCP requests, metadata, registration,
-// token) for assertions and error messages.
+// token, with a token error's code and description) for assertions and error messages.
 export function tracingFetch(trace) {
   return async (url, init = {}) => {
     const entry = { method: init.method ?? 'GET', url: String(url) };
@@ -112,6 +137,12 @@ export function tracingFetch(trace) {
       entry.status = res.status;
       const wwwAuth = res.headers.get('www-authenticate');
       if (wwwAuth) entry.wwwAuthenticate = wwwAuth;
+      if (entry.grant && !res.ok) {
+        // A token error's code and description (RFC 6749 §5.2), read from a copy: the SDK
+        // reads the response itself.
+        const err = await res.clone().json().catch(() => ({}));
+        entry.tokenError = `${err.error ?? '?'}: ${err.error_description ?? ''}`;
+      }
       trace.push(entry);
       return res;
     } catch (e) {
@@ -128,6 +159,7 @@ export function fmtTrace(trace) {
       let s = `  ${e.method} ${e.url} -> ${e.status ?? 'ERR ' + e.error}`;
       if (e.grant) s += ` grant_type=${e.grant}`;
       if (e.resource) s += ` resource=${e.resource}`;
+      if (e.tokenError) s += `\n      ${e.tokenError}`;
       if (e.wwwAuthenticate) s += `\n      WWW-Authenticate: ${e.wwwAuthenticate}`;
       return s;
     })
