@@ -128,8 +128,9 @@ func (tt testTokens) Check(_ context.Context, token, _, _ string) (*oauth.Access
 	}
 	return nil, oauth.ErrInvalidToken
 }
-func (testTokens) ResourceMetadata(string) []byte { return []byte("{}") }
-func (testTokens) DefaultScopes() []string        { return []string{"mcp"} }
+func (testTokens) ResourceMetadata(string) []byte     { return []byte("{}") }
+func (testTokens) DefaultScopes() []string            { return []string{"mcp"} }
+func (testTokens) StepUpIssued(*oauth.Access, string) {}
 
 // Test servers' answers.
 
