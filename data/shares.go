@@ -35,6 +35,21 @@ const (
 	groupPrefix   = "group:"
 )
 
+// shareError is a refusal from NormalizeShare, ShareName or UnshareName. Its message is
+// meant for the person who typed the entry (the CLI and the ssh command print it as it is),
+// and it wraps the sentinel callers check with errors.Is (ErrInvalid, ErrNotFound).
+type shareError struct {
+	kind error
+	msg  string
+}
+
+func (e *shareError) Error() string { return e.msg }
+func (e *shareError) Unwrap() error { return e.kind }
+
+func invalidShare(format string, args ...any) error {
+	return &shareError{kind: ErrInvalid, msg: fmt.Sprintf(format, args...)}
+}
+
 // NameShares is whom a tunnel name is shared with, as saved.
 type NameShares struct {
 	Name  string
@@ -56,28 +71,28 @@ type NameShares struct {
 func NormalizeShare(who string) (string, error) {
 	if !utf8.ValidString(who) {
 		// Checked before ToLower, which would quietly turn bad bytes into U+FFFD.
-		return "", fmt.Errorf("%w: %q is not UTF-8", ErrInvalid, who)
+		return "", invalidShare("%q is not UTF-8", who)
 	}
 	w := strings.ToLower(strings.TrimSpace(who))
 	if g, ok := strings.CutPrefix(w, groupPrefix); ok {
 		switch {
 		case g == "":
-			return "", fmt.Errorf("%w: %q: a group needs a name, as in group:eng", ErrInvalid, who)
+			return "", invalidShare("%q: a group needs a name, as in group:eng", who)
 		case len(g) > maxShareGroup:
-			return "", fmt.Errorf("%w: %q: a group name has at most %d bytes", ErrInvalid, who, maxShareGroup)
+			return "", invalidShare("%q: a group name has at most %d bytes", who, maxShareGroup)
 		}
 		for _, r := range g {
 			if r == ',' || unicode.IsSpace(r) || !unicode.IsPrint(r) {
-				return "", fmt.Errorf("%w: %q: a group name has no spaces, commas or control characters", ErrInvalid, who)
+				return "", invalidShare("%q: a group name has no spaces, commas or control characters", who)
 			}
 		}
 		return w, nil
 	}
 	if !strings.Contains(w, "@") {
-		return "", fmt.Errorf("%w: %q is neither an email address nor group:NAME", ErrInvalid, who)
+		return "", invalidShare("%q is neither an email address nor group:NAME", who)
 	}
 	if !validShareEmail(w) {
-		return "", fmt.Errorf("%w: %q is not a valid email address", ErrInvalid, who)
+		return "", invalidShare("%q is not a valid email address", who)
 	}
 	return w, nil
 }
@@ -87,7 +102,7 @@ func NormalizeShare(who string) (string, error) {
 // nobody is a mistake, not a no-op).
 func NormalizeShares(with []string) ([]string, error) {
 	if len(with) == 0 {
-		return nil, fmt.Errorf("%w: share with whom? Give an email address or group:NAME", ErrInvalid)
+		return nil, invalidShare("share with whom? Give an email address or group:NAME")
 	}
 	out := make([]string, 0, len(with))
 	for _, w := range with {
@@ -148,8 +163,8 @@ func (s *Store) ShareName(ctx context.Context, name, owner string, with []string
 		slices.Sort(next)
 		next = slices.Compact(next)
 		if len(next) > MaxShares {
-			return nil, fmt.Errorf("%w: %q would be shared with %d people and groups; at most %d (share with a group instead)",
-				ErrInvalid, name, len(next), MaxShares)
+			return nil, invalidShare("%s would be shared with %d people and groups; at most %d (share with a group instead)",
+				name, len(next), MaxShares)
 		}
 		return next, nil
 	})
@@ -172,7 +187,7 @@ func (s *Store) UnshareName(ctx context.Context, name, owner string, with []stri
 			}
 		}
 		if len(missing) > 0 {
-			return nil, fmt.Errorf("%w: %q is not shared with %s", ErrNotFound, name, strings.Join(missing, ", "))
+			return nil, &shareError{kind: ErrNotFound, msg: fmt.Sprintf("%s is not shared with %s", name, strings.Join(missing, ", "))}
 		}
 		return slices.DeleteFunc(slices.Clone(cur), func(w string) bool { return slices.Contains(drop, w) }), nil
 	})

@@ -54,6 +54,10 @@ func TestNormalizeShare(t *testing.T) {
 			t.Errorf("NormalizeShare(%q) = %q, %v; want ErrInvalid saying %q", tc.in, got, err, tc.wantErr)
 		}
 	}
+	// Refusals are sentences for the person who typed the entry, printed as they are.
+	if _, err := NormalizeShare("nobody"); err == nil || err.Error() != `"nobody" is neither an email address nor group:NAME` {
+		t.Errorf("NormalizeShare(nobody): %v", err)
+	}
 	got, err := NormalizeShares([]string{"b@example.com", "group:Eng", "B@example.com", "group:eng", "a@example.com"})
 	if want := []string{"a@example.com", "b@example.com", "group:eng"}; err != nil || !slices.Equal(got, want) {
 		t.Errorf("NormalizeShares = %q, %v; want %q", got, err, want)

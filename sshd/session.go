@@ -186,7 +186,7 @@ func parseShares(v string) ([]string, error) {
 		}
 		n, err := data.NormalizeShare(w)
 		if err != nil {
-			return nil, fmt.Errorf("share=%s: %s", v, strings.TrimPrefix(err.Error(), data.ErrInvalid.Error()+": "))
+			return nil, fmt.Errorf("share=%s: %w", v, err)
 		}
 		if !slices.Contains(out, n) {
 			out = append(out, n)
