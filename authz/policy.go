@@ -76,6 +76,8 @@ type Policy struct {
 	rules      []rule
 	classes    map[string]map[string]Class // tunnel ("*" any) → tool → class
 	maxAuthAge time.Duration
+	name       string // as given to ParsePolicy
+	src        []byte // the YAML it was compiled from, for showing what is in force
 }
 
 type rule struct {
@@ -259,7 +261,18 @@ func ParsePolicy(name string, src []byte) (*Policy, error) {
 	if len(pp.errs) > 0 {
 		return nil, errors.Join(pp.errs...)
 	}
+	p.name, p.src = name, bytes.Clone(src)
 	return p, nil
+}
+
+// Source returns the name the policy was parsed under and the YAML text it was compiled from:
+// what is in force, even after the file has changed on disk. The built-in policy's is the
+// text DefaultPolicy generated.
+func (p *Policy) Source() (name string, src []byte) {
+	if p == nil {
+		return "", nil
+	}
+	return p.name, p.src
 }
 
 type policyParser struct {
