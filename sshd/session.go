@@ -155,8 +155,13 @@ func (s *session) options(cmd string) {
 				s.c.console.Notify("toolgate: shared with " + strings.Join(all, ", ") + may)
 			}
 			// Per tunnel, with the shares saved for its name: whom it is shared with now.
+			now := make(map[string][]string, len(ts))
 			for _, t := range ts {
-				s.c.console.Notify("toolgate: " + t.Name() + " shared with " + strings.Join(t.Shares(), ", ") + may)
+				now[t.Name()] = t.Shares()
+				s.c.console.Notify("toolgate: " + t.Name() + " shared with " + strings.Join(now[t.Name()], ", ") + may)
+			}
+			if f := s.c.srv.cfg.Shared; f != nil {
+				f(s.c.id.Owner, with, now)
 			}
 		case k == "help":
 			for _, l := range strings.Split(helpText, "\n") {

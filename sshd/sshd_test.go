@@ -455,7 +455,15 @@ func (anyKey) Authenticate(_ context.Context, _ ssh.ConnMetadata, key ssh.Public
 // terminal says so under the URL; share= on the ssh command adds to them for the connection,
 // and the terminal shows the tunnel's whole list.
 func TestSharesOnTheTerminal(t *testing.T) {
-	h := newHarness(t, nil)
+	type shared struct {
+		owner   string
+		with    []string
+		tunnels map[string][]string
+	}
+	events := make(chan shared, 1)
+	h := newHarness(t, func(c *sshd.Config) {
+		c.Shared = func(owner string, with []string, tunnels map[string][]string) { events <- shared{owner, with, tunnels} }
+	})
 	local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") }))
 	defer local.Close()
 	_, lport, _ := net.SplitHostPort(strings.TrimPrefix(local.URL, "http://"))
@@ -474,6 +482,16 @@ func TestSharesOnTheTerminal(t *testing.T) {
 	tun := h.reg.Lookup("notes")
 	if got := tun.Shares(); strings.Join(got, " ") != "ada@example.com bob@example.com" {
 		t.Fatalf("the tunnel is shared with %q", got)
+	}
+	// The audit hook hears who shared what, and where it applies.
+	select {
+	case e := <-events:
+		if e.owner != key.Fingerprint || strings.Join(e.with, " ") != "bob@example.com ada@example.com" ||
+			len(e.tunnels) != 1 || strings.Join(e.tunnels["notes"], " ") != "ada@example.com bob@example.com" {
+			t.Fatalf("Shared was told %+v", e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shared was not called")
 	}
 	c.Signal(syscall.SIGTERM)
 	waitUntil(t, "the tunnel to close", func() bool { return h.reg.Len() == 0 })
