@@ -81,13 +81,15 @@ func policyTest(ctx context.Context, env adminEnv, args []string, out io.Writer)
 		}
 	}
 	if !live {
-		claim, err := env.store.GetName(ctx, *tunnelName)
+		// The claim and the shares saved for it: what the tunnel would have if it connected
+		// now, less its ssh command's share=.
+		sh, err := env.store.GetNameShares(ctx, *tunnelName)
 		if errors.Is(err, data.ErrNotFound) {
 			return fmt.Errorf("no tunnel named %q", *tunnelName)
 		} else if err != nil {
 			return err
 		}
-		in.Owner = claim.Owner
+		in.Owner, shares = sh.Owner, sh.With
 	}
 	in.Shared = web.SharedWith(shares, u.Email, u.Groups)
 	switch {
@@ -118,7 +120,7 @@ func policyTest(ctx context.Context, env adminEnv, args []string, out io.Writer)
 	}
 	fmt.Fprintf(out, "  tunnel:  %s, owned by %s, shared with this user: %v", *tunnelName, owner, in.Shared)
 	if !live {
-		fmt.Fprint(out, " (not connected: shares and the server's tool list are unknown)")
+		fmt.Fprint(out, " (not connected: saved shares only, and the server's tool list is unknown)")
 	}
 	fmt.Fprintln(out)
 	for _, e := range errs {

@@ -103,6 +103,14 @@ func TestTunnelShareWithoutServer(t *testing.T) {
 	if out != `{"tunnel":"notes","owner":"owner@example.com","live":false,"saved":["bob@example.com"],"ssh":[],"shared_with":["bob@example.com"]}`+"\n" {
 		t.Fatalf("tunnel shares --json:\n%s", out)
 	}
+	// policy test on the tunnel, not connected, answers from the saved shares.
+	if _, errOut, code = cli(t, dir, "user", "add", "bob@example.com"); code != 0 {
+		t.Fatalf("user add: %s", errOut)
+	}
+	out, errOut, code = cli(t, dir, "policy", "test", "--user", "bob@example.com", "--tunnel", "notes", "--tool", "read_notes", "--class", "read")
+	if code != 0 || !strings.HasPrefix(out, `ALLOW by rule "shared-read"`) || !strings.Contains(out, "shared with this user: true (not connected: saved shares only") {
+		t.Fatalf("policy test: %d %q %q", code, out, errOut)
+	}
 	out, _, _ = cli(t, dir, "audit", "list", "--tunnel", "notes", "--json")
 	for _, want := range []string{
 		`"kind":"tunnel_share","tunnel":"notes","owner":"owner@example.com","decision":"allow","detail":"shared by the operator (toolgate tunnel share): ada@example.com, bob@example.com, group:eng; now shared with ada@example.com, bob@example.com, group:eng"`,
