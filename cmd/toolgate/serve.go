@@ -10,14 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -640,26 +637,4 @@ func (srv *server) auditTunnel(event, name, owner string) {
 		r.User = u.Email
 	}
 	srv.audit.Append(r)
-}
-
-// auditShared records share= on an owner's ssh command: one record per tunnel it applies to,
-// or one without a tunnel if the connection serves none yet. User is the owner, who did it;
-// the operator's `tunnel share` records have no user.
-func (srv *server) auditShared(owner string, with []string, tunnels map[string][]string) {
-	who := owner
-	if u, err := srv.store.GetUser(context.Background(), owner); err == nil && u.Email != "" {
-		who = u.Email
-	}
-	r := data.AuditRecord{Kind: "tunnel_share", User: who, Owner: who, Decision: "allow",
-		Detail: "shared by the owner (ssh share=, for this connection): " + strings.Join(with, ", ")}
-	if len(tunnels) == 0 {
-		srv.audit.Append(r)
-		return
-	}
-	for _, name := range slices.Sorted(maps.Keys(tunnels)) {
-		rt := r
-		rt.Tunnel = name
-		rt.Detail += "; now shared with " + strings.Join(tunnels[name], ", ")
-		srv.audit.Append(rt)
-	}
 }

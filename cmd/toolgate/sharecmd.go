@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -226,4 +227,26 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return slices.Clone(s)
+}
+
+// auditShared records share= on an owner's ssh command: one record per tunnel it applies to,
+// or one without a tunnel if the connection serves none yet. User is the owner, who did it;
+// the operator's `tunnel share` records have no user.
+func (srv *server) auditShared(owner string, with []string, tunnels map[string][]string) {
+	who := owner
+	if u, err := srv.store.GetUser(context.Background(), owner); err == nil && u.Email != "" {
+		who = u.Email
+	}
+	r := data.AuditRecord{Kind: "tunnel_share", User: who, Owner: who, Decision: "allow",
+		Detail: "shared by the owner (ssh share=, for this connection): " + strings.Join(with, ", ")}
+	if len(tunnels) == 0 {
+		srv.audit.Append(r)
+		return
+	}
+	for _, name := range slices.Sorted(maps.Keys(tunnels)) {
+		rt := r
+		rt.Tunnel = name
+		rt.Detail += "; now shared with " + strings.Join(tunnels[name], ", ")
+		srv.audit.Append(rt)
+	}
 }
