@@ -254,7 +254,7 @@ func (c *conn) forward(req *ssh.Request) {
 		f.Tunnel().SetPassHost(true)
 	}
 	if c.shares != nil {
-		f.Tunnel().SetCommandShares(c.shares)
+		f.Tunnel().SetCommandShares(c, c.shares)
 	}
 	c.mu.Unlock()
 
@@ -349,7 +349,7 @@ func (c *conn) addShares(with []string) ([]string, []*tunnel.Tunnel, error) {
 	c.shares = next
 	var ts []*tunnel.Tunnel
 	for _, fs := range c.forwards {
-		fs.f.Tunnel().SetCommandShares(c.shares)
+		fs.f.Tunnel().SetCommandShares(c, c.shares)
 		if !slices.Contains(ts, fs.f.Tunnel()) {
 			ts = append(ts, fs.f.Tunnel())
 		}

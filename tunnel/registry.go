@@ -472,6 +472,9 @@ func (r *Registry) remove(t *Tunnel, ep *endpoint) {
 		delete(r.byPool, t.poolKey)
 	}
 	r.mu.Unlock()
+	// A connection serves a tunnel through one forward at most (ErrDuplicate), so its share=
+	// ends with this one.
+	t.dropCommandShares(ep.conn)
 	if !last {
 		return
 	}

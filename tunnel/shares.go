@@ -13,8 +13,10 @@ import (
 
 // Whom a tunnel is shared with comes from two places, and the tunnel serves their union:
 //
-//   - the owner's ssh command (share=…), for as long as that connection lasts: set by package
-//     sshd with SetCommandShares;
+//   - the owner's ssh commands (share=…), each for as long as its connection serves the
+//     tunnel: set by package sshd with SetCommandShares, and dropped when the connection's
+//     forward goes (a tunnel served by several connections of its owner is shared with what
+//     each of them says, not with what the last one to speak said);
 //   - the shares saved for the name (toolgate tunnel share), which outlive connections: read
 //     from the [ShareStore] when the name goes live, and again whenever the caller that
 //     changed them says so with [Registry.ReloadShares].
@@ -34,31 +36,52 @@ type shareState struct {
 	// that read the store earlier can never publish after one that read it later, and
 	// guards the two lists.
 	mu      sync.Mutex
-	command []string
+	command map[Conn][]string // by the connection whose ssh command said it
 	saved   []string
-	union   atomic.Pointer[[]string] // command ∪ saved, sorted; nil for nobody
+	union   atomic.Pointer[[]string] // commands ∪ saved, sorted; nil for nobody
 }
 
 // publish recomputes the union. Called with mu held.
 func (s *shareState) publish() {
-	if len(s.command) == 0 && len(s.saved) == 0 {
+	u := slices.Clone(s.saved)
+	for _, with := range s.command {
+		u = append(u, with...)
+	}
+	if len(u) == 0 {
 		s.union.Store(nil)
 		return
 	}
-	u := append(slices.Clone(s.saved), s.command...)
 	slices.Sort(u)
 	u = slices.Compact(u)
 	s.union.Store(&u)
 }
 
-// SetCommandShares replaces whom the owner's ssh command shares the tunnel with: emails, and
-// "group:NAME" for everyone in a group. The saved shares stay; the tunnel is shared with
-// both. What sharing lets people do is the policy's business.
-func (t *Tunnel) SetCommandShares(with []string) {
+// SetCommandShares replaces whom the ssh command of the owner's connection c shares the
+// tunnel with: emails, and "group:NAME" for everyone in a group. It lasts while c serves the
+// tunnel. The saved shares and other connections' stay; the tunnel is shared with all of
+// them. What sharing lets people do is the policy's business.
+func (t *Tunnel) SetCommandShares(c Conn, with []string) {
 	t.shares.mu.Lock()
 	defer t.shares.mu.Unlock()
-	t.shares.command = slices.Clone(with)
+	if t.shares.command == nil {
+		t.shares.command = make(map[Conn][]string)
+	}
+	if len(with) == 0 {
+		delete(t.shares.command, c)
+	} else {
+		t.shares.command[c] = slices.Clone(with)
+	}
 	t.shares.publish()
+}
+
+// dropCommandShares forgets what c's ssh command shared: c no longer serves the tunnel.
+func (t *Tunnel) dropCommandShares(c Conn) {
+	t.shares.mu.Lock()
+	defer t.shares.mu.Unlock()
+	if _, ok := t.shares.command[c]; ok {
+		delete(t.shares.command, c)
+		t.shares.publish()
+	}
 }
 
 // Shares returns whom the tunnel is shared with, from the ssh command and saved, sorted; nil
@@ -70,11 +93,17 @@ func (t *Tunnel) Shares() []string {
 	return nil
 }
 
-// CommandShares returns the part of Shares that came from the owner's ssh command.
+// CommandShares returns the part of Shares that came from the ssh commands of the
+// connections serving the tunnel, sorted.
 func (t *Tunnel) CommandShares() []string {
 	t.shares.mu.Lock()
 	defer t.shares.mu.Unlock()
-	return slices.Clone(t.shares.command)
+	var out []string
+	for _, with := range t.shares.command {
+		out = append(out, with...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // SavedShares returns the part of Shares that was saved for the name.

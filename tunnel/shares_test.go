@@ -60,7 +60,8 @@ func newShareRegistry(t *testing.T) (*Registry, *pausingShares) {
 func TestSavedAndCommandShares(t *testing.T) {
 	r, st := newShareRegistry(t)
 	ctx := context.Background()
-	f := mustOpen(t, r, "alice", &fakeConn{}, "notes", "h")
+	conn := &fakeConn{}
+	f := mustOpen(t, r, "alice", conn, "notes", "h")
 	tun := f.Tunnel()
 	if got := tun.Shares(); got != nil {
 		t.Fatalf("a new tunnel is shared with %q", got)
@@ -74,7 +75,7 @@ func TestSavedAndCommandShares(t *testing.T) {
 	if live, err := r.ReloadShares(ctx, "notes"); err != nil || live != tun {
 		t.Fatalf("ReloadShares = %v, %v; want the live tunnel", live, err)
 	}
-	tun.SetCommandShares([]string{"bob@example.com", "ada@example.com"})
+	tun.SetCommandShares(conn, []string{"bob@example.com", "ada@example.com"})
 	check := func(what string, got, want []string) {
 		t.Helper()
 		if !slices.Equal(got, want) {
@@ -83,14 +84,15 @@ func TestSavedAndCommandShares(t *testing.T) {
 	}
 	check("union", tun.Shares(), []string{"ada@example.com", "bob@example.com", "group:eng"})
 	check("saved", tun.SavedShares(), []string{"ada@example.com", "group:eng"})
-	check("command", tun.CommandShares(), []string{"bob@example.com", "ada@example.com"})
+	check("command", tun.CommandShares(), []string{"ada@example.com", "bob@example.com"})
 
 	// Reconnect: the saved shares come back, the command's do not.
 	f.Close()
 	if live, err := r.ReloadShares(ctx, "notes"); err != nil || live != nil {
 		t.Fatalf("ReloadShares of a closed tunnel = %v, %v", live, err)
 	}
-	f = mustOpen(t, r, "alice", &fakeConn{}, "notes", "h")
+	conn = &fakeConn{}
+	f = mustOpen(t, r, "alice", conn, "notes", "h")
 	check("after reconnect", f.Tunnel().Shares(), []string{"ada@example.com", "group:eng"})
 
 	// Unsharing everything saved leaves nobody.
@@ -110,7 +112,7 @@ func TestSavedAndCommandShares(t *testing.T) {
 	if _, err := r.ReloadShares(ctx, "notes"); err != nil {
 		t.Fatal(err)
 	}
-	f.Tunnel().SetCommandShares([]string{"bob@example.com"})
+	f.Tunnel().SetCommandShares(conn, []string{"bob@example.com"})
 	st.mu.Lock()
 	st.err = errors.New("disk on fire")
 	st.mu.Unlock()
@@ -180,4 +182,31 @@ func (f fakeShares) GetNameShares(_ context.Context, name string) (data.NameShar
 		return sh, nil
 	}
 	return data.NameShares{}, data.ErrNotFound
+}
+
+// TestCommandSharesPerConnection: a tunnel served by two of its owner's connections is shared
+// with what each one's ssh command says, and what one said ends with its forward, not with
+// the tunnel.
+func TestCommandSharesPerConnection(t *testing.T) {
+	r, _ := newShareRegistry(t)
+	a, b := &fakeConn{}, &fakeConn{}
+	fa := mustOpen(t, r, "alice", a, "notes", "h")
+	fb := mustOpen(t, r, "alice", b, "notes", "h")
+	tun := fa.Tunnel()
+	if fb.Tunnel() != tun {
+		t.Fatal("the second connection got a tunnel of its own")
+	}
+	tun.SetCommandShares(a, []string{"ada@example.com"})
+	tun.SetCommandShares(b, []string{"bob@example.com"})
+	if got := tun.Shares(); !slices.Equal(got, []string{"ada@example.com", "bob@example.com"}) {
+		t.Fatalf("shared with %q; want both connections' lists", got)
+	}
+	fa.Close()
+	if got := tun.Shares(); !slices.Equal(got, []string{"bob@example.com"}) {
+		t.Fatalf("after a's forward closed: shared with %q; want only b's", got)
+	}
+	tun.SetCommandShares(b, nil)
+	if got := tun.Shares(); got != nil {
+		t.Fatalf("after b's list was emptied: shared with %q", got)
+	}
 }

@@ -231,7 +231,7 @@ func TestTunnelShareThroughSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	live := f.Tunnel()
-	live.SetCommandShares([]string{"bob@example.com"})
+	live.SetCommandShares(term, []string{"bob@example.com"})
 
 	out, errOut, code := cli(t, dir, "tunnel", "share", "notes", "ada@example.com", "bob@example.com")
 	if code != 0 || out != "notes (owner owner@example.com) is shared with ada@example.com, bob@example.com\n"+
