@@ -71,6 +71,8 @@ type Policy struct {
 	rules      []rule
 	classes    map[string]map[string]Class // tunnel ("*" any) → tool → class
 	maxAuthAge time.Duration
+	name       string // as given to ParsePolicy
+	src        []byte // the YAML it was compiled from, for showing what is in force
 }
 
 type rule struct {

@@ -610,3 +610,21 @@ func TestUsesArguments(t *testing.T) {
 		t.Error("a rule reading arguments.path")
 	}
 }
+
+// TestPolicySource: a policy keeps the text it was compiled from, unaffected by later changes
+// to the caller's buffer, so that what is in force can be shown after the file has changed.
+func TestPolicySource(t *testing.T) {
+	src := []byte("rules:\n  - name: all\n    when: \"true\"\n    effect: allow\n")
+	p, err := ParsePolicy("p.yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := string(src)
+	src[0] = 'X'
+	if name, got := p.Source(); name != "p.yaml" || string(got) != want {
+		t.Errorf("Source = %q, %q; want p.yaml, %q", name, got, want)
+	}
+	if name, got := DefaultPolicy(time.Hour).Source(); name != "default policy" || !strings.Contains(string(got), "name: shared-read") {
+		t.Errorf("the built-in policy's Source = %q, %q", name, got)
+	}
+}

@@ -45,7 +45,18 @@ func ParsePolicy(name string, src []byte) (*Policy, error) {
 	if len(pp.errs) > 0 {
 		return nil, errors.Join(pp.errs...)
 	}
+	p.name, p.src = name, bytes.Clone(src)
 	return p, nil
+}
+
+// Source returns the name the policy was parsed under and the YAML text it was compiled from:
+// what is in force, even after the file has changed on disk. The built-in policy's is the
+// text DefaultPolicy generated.
+func (p *Policy) Source() (name string, src []byte) {
+	if p == nil {
+		return "", nil
+	}
+	return p.name, p.src
 }
 
 type policyParser struct {

@@ -13,7 +13,9 @@
 // For OAuth (see oauth.go) data keeps clients, users' consents, and fosite's codes and tokens
 // ([Store.OAuthTokens] is fosite's token storage) grouped into families with grant records;
 // which clients may register, token lifetimes and what a consent covers belong to package
-// oauth. The audit log (see audit.go) commits queued records in batches, one fsync per batch
+// oauth. Saved shares (see shares.go) are whom a tunnel name's owner shares it with; data
+// checks their syntax and ties them to the claim, and what sharing allows belongs to the
+// policy. The audit log (see audit.go) commits queued records in batches, one fsync per batch
 // rather than per request, so a crash loses at most the records of the last
 // AuditLogConfig.FlushInterval plus one commit, and never more than its QueueSize.
 // Package data imports no other toolgate package.

@@ -18,6 +18,8 @@ import (
 //	                                                          "claimed_at","last_used","expires_at"}
 //	names_by_owner      owner || 0x00 || name                 empty (index for NamesByOwner)
 //	names_by_expiry     uint64 BE unix nanos || name          empty (index for SweepExpiredNames)
+//	name_shares         name label                            JSON shareRecord {"v":1,"owner","with",
+//	                                                          "updated_at"}
 //	certmagic           certmagic key ("certificates/…")      uint64 BE unix-nano mtime || payload
 //	users               user id ("u_…")                       JSON userRecord {"v":1,"email","name","groups",
 //	                                                          "admin","disabled","password_hash","subject",
@@ -112,6 +114,10 @@ import (
 // so the count is the last seq minus the first plus one, with no walk. It has no index:
 // queries scan by seq.
 //
+// name_shares has no index: it is read by exact name (when a tunnel goes live, and by the CLI)
+// and walked whole only by ListNameShares. A record is deleted with its claim and read only
+// while its "owner" is still the claim's (see shares.go).
+//
 // certmagic values keep a fixed binary header instead of JSON: they are opaque payloads of their
 // own (PEM, JSON), and the header holds the only metadata certmagic asks for (Stat's Modified).
 const (
@@ -121,6 +127,7 @@ const (
 	bucketNamesByOwner  = "names_by_owner"
 	bucketNamesByExpiry = "names_by_expiry"
 	bucketCertmagic     = "certmagic"
+	bucketNameShares    = "name_shares"
 
 	bucketUsers            = "users"
 	bucketUsersByEmail     = "users_by_email"
@@ -165,7 +172,7 @@ const (
 // allBuckets lists every bucket Open creates.
 func allBuckets() []string {
 	return []string{
-		bucketMeta, bucketSecrets, bucketNames, bucketNamesByOwner, bucketNamesByExpiry, bucketCertmagic,
+		bucketMeta, bucketSecrets, bucketNames, bucketNamesByOwner, bucketNamesByExpiry, bucketCertmagic, bucketNameShares,
 		bucketUsers, bucketUsersByEmail, bucketUsersBySubject,
 		bucketKeys, bucketKeysByUser, bucketKeysByExpiry,
 		bucketSessions, bucketSessionsByUser, bucketSessionsByExpiry,
@@ -406,6 +413,19 @@ func decodeTicket(id string, b []byte) (Ticket, error) {
 	return Ticket{ID: id, Kind: r.Kind, UserID: r.User, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}, nil
 }
 
+// shareRecord is a NameShares as stored; the name is the key. Owner is whom the list was
+// saved for.
+type shareRecord struct {
+	V         int       `json:"v"`
+	Owner     string    `json:"owner"`
+	With      []string  `json:"with"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func encodeShares(sh NameShares) ([]byte, error) {
+	return json.Marshal(shareRecord{V: recordVersion, Owner: sh.Owner, With: sh.With, UpdatedAt: sh.UpdatedAt.UTC()})
+}
+
 // oauthClientRecord is an OAuthClient as stored; the id is the key.
 type oauthClientRecord struct {
 	V                       int       `json:"v"`
@@ -470,6 +490,7 @@ type oauthConsentRecord struct {
 // versioned is every JSON record: decodeRecord checks the version.
 type versioned interface{ version() int }
 
+func (r shareRecord) version() int        { return r.V }
 func (r oauthClientRecord) version() int  { return r.V }
 func (r oauthTokenRecord) version() int   { return r.V }
 func (r oauthGrantRecord) version() int   { return r.V }

@@ -11,7 +11,8 @@ import (
 // MoveNames gives every name claimed by fromOwner to toOwner, in one transaction, and returns
 // how many it moved. Only Owner changes: kind, hint and deadlines stay, so a moved name lapses
 // when it would have. It is for when an SSH key that claimed names on its own is linked to a
-// user, and the names should follow the person rather than the key.
+// user, and the names should follow the person rather than the key; so do the names' saved
+// shares (shares.go).
 //
 // Expired claims move too: whether they are released is the sweep's business, which treats
 // them the same under either owner. ErrInvalid for an empty owner or one containing NUL;
@@ -54,6 +55,9 @@ func (s *Store) MoveNames(ctx context.Context, fromOwner, toOwner string) (int, 
 			c := old
 			c.Owner = toOwner
 			if _, err := putName(tx, c, &old); err != nil {
+				return err
+			}
+			if err := moveShares(tx, name, fromOwner, toOwner); err != nil {
 				return err
 			}
 			n++

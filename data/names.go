@@ -79,6 +79,12 @@ func (s *Store) ClaimName(ctx context.Context, c NameClaim) (NameClaim, error) {
 			if out.ClaimedAt.IsZero() {
 				out.ClaimedAt = c.LastUsed
 			}
+			if found {
+				// A lapsed claim taken over: its owner's shares are not the new owner's.
+				if err := deleteShares(tx, c.Name); err != nil {
+					return err
+				}
+			}
 		}
 		if found {
 			out, err = putName(tx, out, &old)
@@ -268,8 +274,12 @@ func deleteIndexes(tx *bolt.Tx, c NameClaim) error {
 	return nil
 }
 
+// deleteName deletes a claim, its index entries and its shares (see shares.go).
 func deleteName(tx *bolt.Tx, c NameClaim) error {
 	if err := deleteIndexes(tx, c); err != nil {
+		return err
+	}
+	if err := deleteShares(tx, c.Name); err != nil {
 		return err
 	}
 	if err := tx.Bucket([]byte(bucketNames)).Delete([]byte(c.Name)); err != nil {

@@ -176,7 +176,7 @@ func TestPolicyOwnerAndSharedUser(t *testing.T) {
 			strings.Contains(out, `"rule":"default"`) && strings.Contains(out, `"args_digest":"sha256:`)
 	})
 	out, _, _ := in.adminRun("audit", "list", "--limit", "1000", "--json")
-	for _, kind := range []string{"tunnel_open", "sign_in", "client_registered", "consent", "token_issued", "mcp"} {
+	for _, kind := range []string{"tunnel_open", "tunnel_share", "sign_in", "client_registered", "consent", "token_issued", "mcp"} {
 		if !strings.Contains(out, `"kind":"`+kind+`"`) {
 			t.Errorf("no %s record in the audit log", kind)
 		}

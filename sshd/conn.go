@@ -6,11 +6,13 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/toolgate/toolgate/data"
 	"github.com/toolgate/toolgate/tunnel"
 )
 
@@ -36,7 +38,7 @@ type conn struct {
 	nextPort  uint32
 	ordinal   int
 	passHost  bool
-	shares    []string // the share= option: applied to every forward of the connection
+	shares    []string // the share= option: applied to every forward of the connection, for its life
 	done      bool     // no more forwards may be added
 	reason    string
 	closeOnce sync.Once
@@ -252,7 +254,7 @@ func (c *conn) forward(req *ssh.Request) {
 		f.Tunnel().SetPassHost(true)
 	}
 	if c.shares != nil {
-		f.Tunnel().SetShares(c.shares)
+		f.Tunnel().SetCommandShares(c, c.shares)
 	}
 	c.mu.Unlock()
 
@@ -290,6 +292,11 @@ func (c *conn) announce(t *tunnel.Tunnel, p ForwardRequest, port uint32) {
 	if c.srv.cfg.HostsHint {
 		c.console.Notify(fmt.Sprintf("  Go and Node clients on this machine need: echo '127.0.0.1 %s' | sudo tee -a /etc/hosts", t.Host()))
 	}
+	// The shares saved for the name apply from the start; the owner should not have to
+	// remember who can reach it.
+	if with := t.Shares(); len(with) > 0 {
+		c.console.Notify("  shared with " + strings.Join(with, ", "))
+	}
 }
 
 func (c *conn) cancelForward(req *ssh.Request) {
@@ -324,20 +331,31 @@ func (c *conn) setPassHost(pass bool) {
 	c.mu.Unlock()
 }
 
-// addShares applies the share option to current and future forwards, and returns the whole
-// list.
-func (c *conn) addShares(with []string) []string {
+// addShares applies the share option to current and future forwards. It returns the
+// connection's whole list, and the tunnels it serves now. Past data.MaxShares in all it
+// changes nothing.
+func (c *conn) addShares(with []string) ([]string, []*tunnel.Tunnel, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	next := slices.Clone(c.shares)
 	for _, w := range with {
-		if !slices.Contains(c.shares, w) {
-			c.shares = append(c.shares, w)
+		if !slices.Contains(next, w) {
+			next = append(next, w)
 		}
 	}
-	for _, fs := range c.forwards {
-		fs.f.Tunnel().SetShares(c.shares)
+	if len(next) > data.MaxShares {
+		return nil, nil, fmt.Errorf("share= takes at most %d people and groups in all; share with a group instead", data.MaxShares)
 	}
-	return slices.Clone(c.shares)
+	c.shares = next
+	var ts []*tunnel.Tunnel
+	for _, fs := range c.forwards {
+		fs.f.Tunnel().SetCommandShares(c, c.shares)
+		if !slices.Contains(ts, fs.f.Tunnel()) {
+			ts = append(ts, fs.f.Tunnel())
+		}
+	}
+	slices.SortFunc(ts, func(a, b *tunnel.Tunnel) int { return strings.Compare(a.Name(), b.Name()) })
+	return slices.Clone(c.shares), ts, nil
 }
 
 // Probe implements tunnel.Conn: one keepalive round trip. Concurrent probes share the request in

@@ -76,6 +76,11 @@ type Config struct {
 	// KeyUsed, if set, is called with the key fingerprint after each successful authentication,
 	// outside the handshake's critical path (e.g. to record when a key was last used).
 	KeyUsed func(fingerprint string)
+	// Shared, if set, is told when the owner shares tunnels with share= on the ssh command:
+	// a security event, for the audit log. tunnels are the names the connection serves now
+	// (none if it has no forward yet), with the list each is now shared with; with is what
+	// the command added. It must not block.
+	Shared func(owner string, with []string, tunnels map[string][]string)
 	// Logger receives connection events. Default: discard.
 	Logger *slog.Logger
 }

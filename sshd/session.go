@@ -2,12 +2,15 @@ package sshd
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/toolgate/toolgate/data"
 )
 
 // session serves one "session" channel: the user's terminal. It never runs a shell; it shows
@@ -142,8 +145,24 @@ func (s *session) options(cmd string) {
 				s.c.console.Notify("toolgate: " + err.Error())
 				continue
 			}
-			all := s.c.addShares(with)
-			s.c.console.Notify("toolgate: shared with " + strings.Join(all, ", ") + " (what they may do is the policy's: by default, read tools)")
+			all, ts, err := s.c.addShares(with)
+			if err != nil {
+				s.c.console.Notify("toolgate: " + err.Error())
+				continue
+			}
+			const may = " (what they may do is the policy's: by default, read tools)"
+			if len(ts) == 0 {
+				s.c.console.Notify("toolgate: shared with " + strings.Join(all, ", ") + may)
+			}
+			// Per tunnel, with the shares saved for its name: whom it is shared with now.
+			now := make(map[string][]string, len(ts))
+			for _, t := range ts {
+				now[t.Name()] = t.Shares()
+				s.c.console.Notify("toolgate: " + t.Name() + " shared with " + strings.Join(now[t.Name()], ", ") + may)
+			}
+			if f := s.c.srv.cfg.Shared; f != nil {
+				f(s.c.id.Owner, with, now)
+			}
 		case k == "help":
 			for _, l := range strings.Split(helpText, "\n") {
 				s.c.console.Notify(l)
@@ -157,31 +176,32 @@ func (s *session) options(cmd string) {
 const helpText = `toolgate options (words after the host name):
   host-header=public   pass the public Host header to the local server
   host-header=local    send Host: localhost:PORT (the default; MCP SDKs require it)
-  share=WHO[,WHO...]   share the tunnels with people (email) or groups (group:NAME)
+  share=WHO[,WHO...]   share the tunnels with people (email) or groups (group:NAME), for
+                       this connection; an operator's "toolgate tunnel share" lasts
   help                 this text`
 
-// parseShares reads the share option's value: emails and group:NAME, comma-separated.
+// parseShares reads the share option's value: emails and group:NAME, comma-separated, with
+// the syntax and bound saved shares have (data.NormalizeShare), so that what the ssh command
+// accepts an operator could also save, and the other way round.
 func parseShares(v string) ([]string, error) {
 	var out []string
 	for _, w := range strings.Split(v, ",") {
-		w = strings.ToLower(strings.TrimSpace(w))
-		switch {
-		case w == "":
+		if strings.TrimSpace(w) == "" {
 			continue
-		case strings.HasPrefix(w, "group:") && len(w) > len("group:") && len(w) <= 200:
-		case strings.Count(w, "@") == 1 && !strings.HasPrefix(w, "@") && !strings.HasSuffix(w, "@") && len(w) <= 254:
-		default:
-			return nil, fmt.Errorf("share=%s: %q is neither an email nor group:NAME", v, w)
 		}
-		for _, r := range w {
-			if r < 0x21 || r == 0x7f {
-				return nil, fmt.Errorf("share=%s: %q has a control character or space", v, w)
-			}
+		n, err := data.NormalizeShare(w)
+		if err != nil {
+			return nil, fmt.Errorf("share=%s: %w", v, err)
 		}
-		out = append(out, w)
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
 	}
-	if len(out) == 0 {
+	switch {
+	case len(out) == 0:
 		return nil, fmt.Errorf("share= needs an email or group:NAME")
+	case len(out) > data.MaxShares:
+		return nil, fmt.Errorf("share= takes at most %d people and groups; share with a group instead", data.MaxShares)
 	}
 	return out, nil
 }

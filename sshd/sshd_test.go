@@ -35,6 +35,7 @@ const domain = "toolgate.localhost"
 // plain-HTTP test server, and the SSH server under test.
 type harness struct {
 	t       *testing.T
+	st      *data.Store
 	reg     *tunnel.Registry
 	srv     *sshd.Server
 	sshAddr string
@@ -48,7 +49,7 @@ func newHarness(t *testing.T, mod func(*sshd.Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := tunnel.NewRegistry(tunnel.Config{Domain: domain, Names: st, ProbeTimeout: 500 * time.Millisecond})
+	reg, err := tunnel.NewRegistry(tunnel.Config{Domain: domain, Names: st, Shares: st, ProbeTimeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func newHarness(t *testing.T, mod func(*sshd.Config)) *harness {
 		t.Fatal(err)
 	}
 	go srv.Serve(l)
-	h := &harness{t: t, reg: reg, srv: srv, sshAddr: l.Addr().String(), front: hts, proxy: proxy}
+	h := &harness{t: t, st: st, reg: reg, srv: srv, sshAddr: l.Addr().String(), front: hts, proxy: proxy}
 	t.Cleanup(func() {
 		srv.Close()
 		hts.Close()
@@ -448,4 +449,50 @@ type anyKey struct{}
 func (anyKey) Authenticate(_ context.Context, _ ssh.ConnMetadata, key ssh.PublicKey) (sshd.Identity, error) {
 	fp := ssh.FingerprintSHA256(key)
 	return sshd.Identity{Owner: fp, Display: fp}, nil
+}
+
+// TestSharesOnTheTerminal: a name's saved shares apply as soon as it is live, and the owner's
+// terminal says so under the URL; share= on the ssh command adds to them for the connection,
+// and the terminal shows the tunnel's whole list.
+func TestSharesOnTheTerminal(t *testing.T) {
+	type shared struct {
+		owner   string
+		with    []string
+		tunnels map[string][]string
+	}
+	events := make(chan shared, 1)
+	h := newHarness(t, func(c *sshd.Config) {
+		c.Shared = func(owner string, with []string, tunnels map[string][]string) { events <- shared{owner, with, tunnels} }
+	})
+	local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") }))
+	defer local.Close()
+	_, lport, _ := net.SplitHostPort(strings.TrimPrefix(local.URL, "http://"))
+	key := sshtest.NewKey(t)
+	ctx := context.Background()
+	if _, err := h.st.ClaimName(ctx, data.NameClaim{Name: "notes", Owner: key.Fingerprint, Kind: data.NameRequested}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.st.ShareName(ctx, "notes", "", []string{"ada@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	c := sshtest.Start(t, sshtest.Options{Key: key, Port: h.port(), Args: []string{"-T", "-R", "notes:80:127.0.0.1:" + lport},
+		Command: []string{"share=Bob@Example.com,ada@example.com"}})
+	c.WaitFor(regexp.MustCompile(`/mcp  ->  -R notes:80\n  shared with ada@example\.com\n`), 10*time.Second)
+	c.WaitFor(regexp.MustCompile(`toolgate: notes shared with ada@example\.com, bob@example\.com \(`), 10*time.Second)
+	tun := h.reg.Lookup("notes")
+	if got := tun.Shares(); strings.Join(got, " ") != "ada@example.com bob@example.com" {
+		t.Fatalf("the tunnel is shared with %q", got)
+	}
+	// The audit hook hears who shared what, and where it applies.
+	select {
+	case e := <-events:
+		if e.owner != key.Fingerprint || strings.Join(e.with, " ") != "bob@example.com ada@example.com" ||
+			len(e.tunnels) != 1 || strings.Join(e.tunnels["notes"], " ") != "ada@example.com bob@example.com" {
+			t.Fatalf("Shared was told %+v", e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shared was not called")
+	}
+	c.Signal(syscall.SIGTERM)
+	waitUntil(t, "the tunnel to close", func() bool { return h.reg.Len() == 0 })
 }

@@ -6,7 +6,8 @@
 // It does not speak the SSH protocol beyond opening forwarded-tcpip channels on a connection it
 // is handed (package sshd accepts connections and global requests), it does not terminate TLS or
 // route by Host (package web), and it persists nothing itself: name ownership goes through a
-// [NameStore], implemented by package data.
+// [NameStore] and the shares saved for a name through a [ShareStore], both implemented by
+// package data.
 //
 // The hot path is [Registry.Lookup] followed by [Proxy.ServeHTTP]: a map read under a read lock,
 // then an http.Transport whose pooled connections are SSH channels. Nothing on that path writes

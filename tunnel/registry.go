@@ -81,6 +81,9 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives tunnel lifecycle events. Default: discard.
 	Logger *slog.Logger
+	// Shares reads the shares saved for a name, when it goes live and on ReloadShares
+	// (see shares.go). Default nil: tunnels are shared only from the ssh command.
+	Shares ShareStore
 	// Lifecycle is told when a name goes live ("tunnel_open", for its first forward) and
 	// when it stops ("tunnel_close", with its last), for the audit log. It must not block.
 	// Default nil.
@@ -243,6 +246,14 @@ func (r *Registry) Open(ctx context.Context, req OpenRequest) (*Forward, error) 
 		// Load balancing across the owner's connections is a feature, but a dead member would
 		// swallow a share of requests until its keepalive fails. Check the others now.
 		go r.evictDead(t, req.Conn)
+	}
+	if !joined && r.cfg.Shares != nil {
+		// After attach, so that a ReloadShares that finds no live tunnel cannot miss this
+		// one: its change is in the store before this read (see ReloadShares). Until the
+		// load is done the tunnel is shared with nobody, which fails closed.
+		if err := r.loadShares(ctx, t); err != nil {
+			r.cfg.Logger.Warn("could not read the tunnel's saved shares; it is shared with nobody for now", "name", name, "err", err)
+		}
 	}
 	r.cfg.Logger.Info("tunnel open", "name", name, "owner", req.Owner, "forwards", t.endpointCount())
 	if !joined && r.cfg.Lifecycle != nil {
@@ -454,6 +465,9 @@ func (r *Registry) remove(t *Tunnel, ep *endpoint) {
 		delete(r.live, t.name)
 	}
 	r.mu.Unlock()
+	// A connection serves a tunnel through one forward at most (ErrDuplicate), so its share=
+	// ends with this one.
+	t.dropCommandShares(ep.conn)
 	if !last {
 		return
 	}
@@ -535,8 +549,8 @@ type Tunnel struct {
 	name, host, owner string
 	passHost          atomic.Bool
 	localHost         atomic.Pointer[string]
-	shares            atomic.Pointer[[]string]
-	values            sync.Map // Value's store
+	shares            shareState // see shares.go
+	values            sync.Map   // Value's store
 
 	eps atomic.Pointer[[]*endpoint] // copy on write; guarded by Registry.mu for writers
 	rr  atomic.Uint32
@@ -562,21 +576,6 @@ func (t *Tunnel) SetPassHost(pass bool) { t.passHost.Store(pass) }
 
 // PassHost reports the current Host choice.
 func (t *Tunnel) PassHost() bool { return t.passHost.Load() }
-
-// SetShares replaces whom the owner shares the tunnel with: emails, and "group:NAME" for
-// everyone in a group. What sharing lets them do is the policy's business.
-func (t *Tunnel) SetShares(with []string) {
-	c := slices.Clone(with)
-	t.shares.Store(&c)
-}
-
-// Shares returns whom the tunnel is shared with; nil for nobody. Do not change it.
-func (t *Tunnel) Shares() []string {
-	if p := t.shares.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
 
 // Value returns the value stored under key for this tunnel, creating it with create on first
 // use. It lets the layers above keep per-tunnel state (the tools its server lists, say) that

@@ -63,7 +63,7 @@ func newPolicyFront(t *testing.T) *policyFront {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fwd.Close() })
-	fwd.Tunnel().SetShares([]string{"friend@test.local"})
+	fwd.Tunnel().SetCommandShares(benchConn{}, []string{"friend@test.local"})
 
 	pf := &policyFront{t: fwd.Tunnel()}
 	pf.f, err = NewFront(FrontConfig{Domain: "test.localhost", Tunnels: reg, Proxy: pf, Auth: tokens,

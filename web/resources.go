@@ -35,6 +35,10 @@ type TunnelResources struct {
 	Policy PolicySource
 	// Users finds users' email and groups for Policy. Required with Policy.
 	Users UserDirectory
+	// Shares reads the shares saved for a tunnel that is not live, for Describe: someone a
+	// tunnel is shared with may approve a client while its owner is offline. A live tunnel
+	// answers for itself. Default nil: an offline tunnel counts as shared with nobody.
+	Shares tunnel.ShareStore
 }
 
 // name returns the tunnel name of an origin on this server's tunnel domain and port.
@@ -110,6 +114,11 @@ func (t TunnelResources) describePolicy(ctx context.Context, userID, name, owner
 	var shares []string
 	if live := t.Tunnels.Lookup(name); live != nil {
 		shares = live.Shares()
+	} else if t.Shares != nil {
+		// Only if still saved for this owner: the name may have changed hands since.
+		if sh, err := t.Shares.GetNameShares(ctx, name); err == nil && sh.Owner == owner {
+			shares = sh.With
+		}
 	}
 	in := authz.Input{Tunnel: name, Owner: owner, Shared: SharedWith(shares, u.Email, u.Groups), Time: time.Now()}
 	in.User.ID, in.User.Email, in.User.Groups = u.ID, u.Email, u.Groups

@@ -36,8 +36,14 @@ type adminEnv struct {
 	keyTTL time.Duration
 	// inspect says what an access token grants (`token inspect`); nil with tunnel-auth none.
 	inspect func(ctx context.Context, token string) (*oauth.Access, error)
-	// policies is what `policy test` asks; nil with tunnel-auth none.
+	// policies is what `policy test|show|reload` ask; nil with tunnel-auth none.
 	policies *policyEnv
+	// tunnels applies saved shares to live tunnels (`tunnel share` and friends); nil when no
+	// server runs (there are none).
+	tunnels liveTunnels
+	// audit records the commands' security events: the server's log, or, without a server,
+	// one opened on the database for the command. nil: not recorded (tests).
+	audit *data.AuditLog
 }
 
 const adminUsage = `usage:
@@ -54,8 +60,17 @@ const adminUsage = `usage:
   toolgate grant revoke --user EMAIL [--resource URL] CLIENT_ID
                                                      forget an approval and revoke its tokens
   toolgate token inspect TOKEN                       what an OAuth access token grants, or why not
+  toolgate tunnel share NAME WHO...                  share a tunnel name with people (email) or
+                                                     groups (group:NAME) until unshared; it lasts
+                                                     across the owner's connections
+  toolgate tunnel unshare NAME WHO...                take a share back
+  toolgate tunnel shares [NAME] [--json]             whom tunnels are shared with: saved, and by
+                                                     the ssh command of live ones
   toolgate policy test --user EMAIL --tunnel NAME --tool TOOL [--client ID] [--args JSON]
                                                      what the policy decides, and by which rule
+  toolgate policy reload                             read the policy file again (as SIGHUP does); a
+                                                     broken file is refused and the old one stays
+  toolgate policy show                               the policy in force: its file and rules
   toolgate audit list [--user EMAIL] [--tunnel NAME] [--tool NAME] [--decision allow|deny|step_up]
                       [--kind KIND] [--since D|TIME] [--until D|TIME] [--after SEQ] [--before SEQ]
                       [--limit N] [--json]
@@ -68,8 +83,8 @@ database; with a server running on it, the command runs inside that server.`
 // signInLinkTTL is how long links printed by user add and user reset stay valid.
 const signInLinkTTL = 24 * time.Hour
 
-// runAdminCommand executes one account or key command (args[0] is "user" or "key") and returns
-// its exit code: 0 done, 1 failed, 2 misuse.
+// runAdminCommand executes one admin command (args[0] is "user", "key", "tunnel", …) and
+// returns its exit code: 0 done, 1 failed, 2 misuse.
 func runAdminCommand(ctx context.Context, env adminEnv, args []string, stdout, stderr io.Writer) int {
 	if env.now == nil {
 		env.now = time.Now
@@ -106,8 +121,18 @@ func runAdminCommand(ctx context.Context, env adminEnv, args []string, stdout, s
 			return grantRevoke(ctx, env, args[2:], stdout)
 		case "token inspect":
 			return tokenInspect(ctx, env, args[2:], stdout)
+		case "tunnel share":
+			return tunnelShare(ctx, env, args[2:], true, stdout)
+		case "tunnel unshare":
+			return tunnelShare(ctx, env, args[2:], false, stdout)
+		case "tunnel shares":
+			return tunnelShares(ctx, env, args[2:], stdout)
 		case "policy test":
 			return policyTest(ctx, env, args[2:], stdout)
+		case "policy reload":
+			return policyReload(ctx, env, args[2:], stdout)
+		case "policy show":
+			return policyShow(ctx, env, args[2:], stdout)
 		case "audit list":
 			return auditList(ctx, env, args[2:], stdout)
 		}
@@ -134,6 +159,18 @@ func (u usageError) Error() string { return u.msg }
 // may come before or after the positional ones (`user add --admin a@b` and `user add a@b
 // --admin` both work), as people type them either way.
 func parseCommand(fs *flag.FlagSet, args []string, want int, names string) ([]string, error) {
+	pos, err := parsePositional(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) != want {
+		return nil, usageError{fmt.Sprintf("%s: expected %s", fs.Name(), names)}
+	}
+	return pos, nil
+}
+
+// parsePositional is parseCommand for any number of positional arguments.
+func parsePositional(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	var pos []string
 	for {
@@ -146,9 +183,6 @@ func parseCommand(fs *flag.FlagSet, args []string, want int, names string) ([]st
 		}
 		pos = append(pos, args[0])
 		args = args[1:]
-	}
-	if len(pos) != want {
-		return nil, usageError{fmt.Sprintf("%s: expected %s", fs.Name(), names)}
 	}
 	return pos, nil
 }

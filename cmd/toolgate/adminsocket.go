@@ -55,7 +55,8 @@ func listenAdminSocket(dir string) (net.Listener, error) {
 	return l, nil
 }
 
-// adminSocketHandler runs commands sent by `toolgate user|key …` inside the server.
+// adminSocketHandler runs commands sent by `toolgate user|key|tunnel|policy …` inside the
+// server.
 func adminSocketHandler(env func() adminEnv) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost || r.URL.Path != "/run" {
@@ -74,8 +75,8 @@ func adminSocketHandler(env func() adminEnv) http.Handler {
 	})
 }
 
-// runAdminCLI is `toolgate user …` and `toolgate key …`: through the running server's socket if
-// there is one, else directly on the database file.
+// runAdminCLI is `toolgate user …`, `toolgate key …` and the other admin commands: through the
+// running server's socket if there is one, else directly on the database file.
 func runAdminCLI(args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
 	// --config and --data-dir say where the database is; everything else is the command's.
 	var where, rest []string
@@ -132,7 +133,17 @@ func runAdminCLI(args []string, stdout, stderr io.Writer, env func(string) (stri
 		fmt.Fprintf(stderr, "toolgate: %v\n", err)
 		return 1
 	}
-	aenv := adminEnv{store: store, accounts: accounts, keyTTL: s.KeyTTL}
+	// Security events of the command (a share, say) go to the audit log as they would in a
+	// server; Close, deferred after the store's, commits them before the file is closed.
+	audit := store.AuditLog(data.AuditLogConfig{})
+	defer func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer ccancel()
+		if err := audit.Close(cctx); err != nil {
+			fmt.Fprintf(stderr, "toolgate: writing the audit log: %v\n", err)
+		}
+	}()
+	aenv := adminEnv{store: store, accounts: accounts, keyTTL: s.KeyTTL, audit: audit}
 	if s.TunnelAuth == "oauth" {
 		// No server: the configured policy, and what the database knows.
 		var pol *authz.Policy
@@ -144,7 +155,7 @@ func runAdminCLI(args []string, stdout, stderr io.Writer, env func(string) (stri
 		} else {
 			pol = authz.DefaultPolicy(s.MaxAuthAge)
 		}
-		aenv.policies = &policyEnv{policy: func() *authz.Policy { return pol }}
+		aenv.policies = &policyEnv{policy: func() *authz.Policy { return pol }, file: s.Policy}
 	}
 	return runAdminCommand(ctx, aenv, rest, stdout, stderr)
 }

@@ -37,7 +37,7 @@ func run(args []string, stdout, stderr io.Writer, env func(string) (string, bool
 	switch cmd {
 	case "serve":
 		return runServe(args, stdout, stderr, env)
-	case "user", "key", "grant", "token", "policy", "audit":
+	case "user", "key", "grant", "token", "tunnel", "policy", "audit":
 		return runAdminCLI(append([]string{cmd}, args...), stdout, stderr, env)
 	case "version":
 		fmt.Fprintln(stdout, "toolgate", version())
@@ -52,8 +52,8 @@ func run(args []string, stdout, stderr io.Writer, env func(string) (string, bool
 
 const usage = `usage:
   toolgate [serve] [flags]   run the server; with no configuration, the development default
-  toolgate user|key|grant|token|policy ...  accounts, SSH keys, OAuth approvals, tokens and policy
-                             (toolgate user help)
+  toolgate user|key|grant|token|tunnel|policy ...  accounts, SSH keys, OAuth approvals, tokens,
+                             tunnel shares and policy (toolgate user help)
   toolgate audit list [flags]  the audit log, filtered (toolgate audit help)
   toolgate version           print the version
   toolgate serve -h          list the settings (flags, TOOLGATE_* variables, config file keys)`

@@ -176,7 +176,7 @@ func (srv *server) newOAuth(ctx context.Context) error {
 	srv.policies.audit = srv.audit
 	srv.resources = web.TunnelResources{
 		Tunnels: srv.reg, TunnelDomain: s.TunnelDomain, Port: fmt.Sprint(srv.publicHTTPSPort()),
-		Policy: srv.policies, Users: srv.store,
+		Policy: srv.policies, Users: srv.store, Shares: srv.store,
 	}
 	srv.oauth, err = oauth.New(oauth.Config{
 		Issuer:    srv.publicURL(s.Domain),

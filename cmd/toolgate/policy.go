@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -21,7 +23,14 @@ type policies struct {
 	cur   atomic.Pointer[authz.Policy]
 	log   *slog.Logger
 	audit *data.AuditLog // records reloads; may be nil
+	// reloadMu makes reloads (SIGHUP, `toolgate policy reload`) one at a time, so the
+	// policy in force is always from the last read of the file, never an older one that
+	// finished compiling later.
+	reloadMu sync.Mutex
 }
+
+// errNoPolicyFile: Reload on a server that runs the built-in policy.
+var errNoPolicyFile = errors.New("the server runs the built-in policy (no --policy file), so there is nothing to reload")
 
 // loadPolicy reads the policy setting: a file, or the built-in default.
 func loadPolicy(path string, def *authz.Policy, log *slog.Logger) (*policies, error) {
@@ -53,19 +62,22 @@ func readPolicy(path string) (*authz.Policy, error) {
 // Current implements web.PolicySource.
 func (p *policies) Current() *authz.Policy { return p.cur.Load() }
 
-// Reload reads the file again. A broken file is refused with its line and column, and the
-// policy in force stays.
-func (p *policies) Reload() error {
+// Reload reads the file again and returns the policy now in force. A broken file is refused
+// with its line and column, and the policy in force stays. SIGHUP and `toolgate policy
+// reload` both come here, so they log and audit alike.
+func (p *policies) Reload() (*authz.Policy, error) {
 	if p.path == "" {
-		return nil
+		return nil, errNoPolicyFile
 	}
+	p.reloadMu.Lock()
+	defer p.reloadMu.Unlock()
 	pol, err := readPolicy(p.path)
 	if err != nil {
 		p.log.Error("policy reload refused; the previous policy stays in force", "file", p.path, "err", err)
 		if p.audit != nil {
 			p.audit.Append(data.AuditRecord{Kind: "policy_reload", Decision: "deny", Detail: err.Error()})
 		}
-		return err
+		return nil, err
 	}
 	p.cur.Store(pol)
 	p.log.Info("policy reloaded", "file", p.path, "rules", len(pol.Rules()))
@@ -73,7 +85,7 @@ func (p *policies) Reload() error {
 		p.audit.Append(data.AuditRecord{Kind: "policy_reload", Decision: "allow",
 			Detail: fmt.Sprintf("%s: %d rules", p.path, len(pol.Rules()))})
 	}
-	return nil
+	return pol, nil
 }
 
 // reloadOnSIGHUP reloads until ctx ends.
@@ -86,7 +98,7 @@ func (p *policies) reloadOnSIGHUP(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-ch:
-			_ = p.Reload()
+			_, _ = p.Reload() // logged and audited there; a signal has nobody to answer
 		}
 	}
 }

@@ -20,6 +20,11 @@ import (
 // policy file (or the built-in policy) and the database alone.
 type policyEnv struct {
 	policy func() *authz.Policy
+	// reload reads the policy file again in the running server, as SIGHUP does, and
+	// returns the policy in force; nil without a server.
+	reload func() (*authz.Policy, error)
+	// file is the policy setting: the file, or "" for the built-in policy.
+	file string
 	// tunnel returns a live tunnel's owner and shares, and the class its server's listing
 	// gave a tool; live is false for a tunnel that is not connected.
 	tunnel func(name, tool string) (owner string, shares []string, class authz.Class, known, live bool)
@@ -76,13 +81,15 @@ func policyTest(ctx context.Context, env adminEnv, args []string, out io.Writer)
 		}
 	}
 	if !live {
-		claim, err := env.store.GetName(ctx, *tunnelName)
+		// The claim and the shares saved for it: what the tunnel would have if it connected
+		// now, less its ssh command's share=.
+		sh, err := env.store.GetNameShares(ctx, *tunnelName)
 		if errors.Is(err, data.ErrNotFound) {
 			return fmt.Errorf("no tunnel named %q", *tunnelName)
 		} else if err != nil {
 			return err
 		}
-		in.Owner = claim.Owner
+		in.Owner, shares = sh.Owner, sh.With
 	}
 	in.Shared = web.SharedWith(shares, u.Email, u.Groups)
 	switch {
@@ -113,11 +120,66 @@ func policyTest(ctx context.Context, env adminEnv, args []string, out io.Writer)
 	}
 	fmt.Fprintf(out, "  tunnel:  %s, owned by %s, shared with this user: %v", *tunnelName, owner, in.Shared)
 	if !live {
-		fmt.Fprint(out, " (not connected: shares and the server's tool list are unknown)")
+		fmt.Fprint(out, " (not connected: saved shares only, and the server's tool list is unknown)")
 	}
 	fmt.Fprintln(out)
 	for _, e := range errs {
 		fmt.Fprintf(out, "  rule error: %v\n", e)
+	}
+	return nil
+}
+
+// policyReload is SIGHUP from the command line, with an answer: the running server reads its
+// policy file again (policies.Reload, which logs and audits it), and the command says what
+// is in force now or, for a broken file, every error with its line and column and that the
+// old policy stays. It exits non-zero then, so a deploy script stops.
+func policyReload(_ context.Context, env adminEnv, args []string, out io.Writer) error {
+	if _, err := parseCommand(flag.NewFlagSet("policy reload", flag.ContinueOnError), args, 0, "no arguments"); err != nil {
+		return err
+	}
+	switch {
+	case env.policies == nil:
+		return errors.New("policy reload: no policy (the server runs with tunnel-auth none)")
+	case env.policies.reload == nil:
+		// No server: nothing holds a policy to replace. The file has been compiled already
+		// to get here (runAdminCLI refuses a broken one), which still answers what the
+		// operator wants to know: whether the next start takes it.
+		if env.policies.file == "" {
+			return errors.New("policy reload: no server is running, and the configuration names no policy file")
+		}
+		return fmt.Errorf("policy reload: no server is running (%s checks out; a server started now uses it)", env.policies.file)
+	}
+	pol, err := env.policies.reload()
+	if err != nil {
+		return fmt.Errorf("policy reload refused; the policy in force stays:\n%w", err)
+	}
+	name, _ := pol.Source()
+	fmt.Fprintf(out, "reloaded %s: %d rules (%s)\n", name, len(pol.Rules()), strings.Join(pol.Rules(), ", "))
+	return nil
+}
+
+// policyShow prints the policy in force: where it came from and its text as it was
+// compiled, which is what decides even if the file has changed since.
+func policyShow(_ context.Context, env adminEnv, args []string, out io.Writer) error {
+	if _, err := parseCommand(flag.NewFlagSet("policy show", flag.ContinueOnError), args, 0, "no arguments"); err != nil {
+		return err
+	}
+	if env.policies == nil || env.policies.policy == nil {
+		return errors.New("policy show: no policy (the server runs with tunnel-auth none)")
+	}
+	pol := env.policies.policy()
+	name, src := pol.Source()
+	where := "the built-in policy"
+	if env.policies.file != "" {
+		where = "from " + name
+	}
+	if env.policies.reload == nil {
+		where += " (no server is running: what a server started now would use)"
+	}
+	fmt.Fprintf(out, "# %s; %d rules: %s\n", where, len(pol.Rules()), strings.Join(pol.Rules(), ", "))
+	out.Write(src)
+	if len(src) > 0 && src[len(src)-1] != '\n' {
+		fmt.Fprintln(out)
 	}
 	return nil
 }

@@ -106,6 +106,7 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		Names:              srv.store,
 		Reserved:           s.ReservedNames,
 		MaxTunnelsPerOwner: s.MaxTunnelsPerUser,
+		Shares:             srv.store,
 		Logger:             log,
 		Lifecycle:          srv.auditTunnel,
 	})
@@ -182,6 +183,7 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		Linker:            keyLinker{srv.links},
 		LinkTimeout:       s.LinkCodeTTL + time.Minute,
 		KeyUsed:           newKeyUses(srv.store, log).record,
+		Shared:            srv.auditShared,
 		Logger:            log,
 	})
 	if err != nil {
@@ -249,10 +251,12 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 	}
 	srv.adminSock = &http.Server{
 		Handler: adminSocketHandler(func() adminEnv {
-			env := adminEnv{store: srv.store, accounts: srv.accounts, closer: srv.ssh, keyTTL: s.KeyTTL}
+			env := adminEnv{store: srv.store, accounts: srv.accounts, closer: srv.ssh, keyTTL: s.KeyTTL,
+				tunnels: srv.reg, audit: srv.audit}
 			if srv.oauth != nil {
 				env.inspect = srv.oauth.Introspect
-				env.policies = &policyEnv{policy: srv.policies.Current, tunnel: srv.tunnelPolicyInfo}
+				env.policies = &policyEnv{policy: srv.policies.Current, tunnel: srv.tunnelPolicyInfo,
+					reload: srv.policies.Reload, file: s.Policy}
 			}
 			return env
 		}),
