@@ -2,9 +2,11 @@ package data
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,13 +227,14 @@ func (l *AuditLog) run() {
 	t := time.NewTicker(l.cfg.FlushInterval)
 	defer t.Stop()
 	spare := make([]AuditRecord, 0, l.cfg.FlushRecords)
+	var sc auditScratch
 	for {
 		select {
 		case <-t.C:
 		case <-l.wake:
 		case <-l.stop:
 			// Append refuses records now, so this drains the queue.
-			l.flushWhile(spare, 1)
+			l.flushWhile(spare, 1, &sc)
 			l.subMu.Lock()
 			for sub := range l.subs {
 				close(sub.ch)
@@ -241,15 +244,22 @@ func (l *AuditLog) run() {
 			return
 		}
 		// A full batch means more may be waiting: commit again at once rather than wait.
-		spare = l.flushWhile(spare, l.cfg.FlushRecords)
+		spare = l.flushWhile(spare, l.cfg.FlushRecords, &sc)
 	}
 }
 
+// backlog is how many records wait to be committed, the batch being committed included.
+func (l *AuditLog) backlog() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.pending) + l.inflight
+}
+
 // flushWhile flushes batches until one is smaller than n, and returns the spare buffer.
-func (l *AuditLog) flushWhile(spare []AuditRecord, n int) []AuditRecord {
+func (l *AuditLog) flushWhile(spare []AuditRecord, n int, sc *auditScratch) []AuditRecord {
 	for {
 		var got int
-		if spare, got = l.flush(spare); got < n {
+		if spare, got = l.flush(spare, sc); got < n {
 			return spare
 		}
 	}
@@ -258,7 +268,7 @@ func (l *AuditLog) flushWhile(spare []AuditRecord, n int) []AuditRecord {
 // flush takes the pending records as one batch, leaving buf (emptied) in their place, commits
 // them and hands them to the subscribers. It returns the buffer to pass next time and the
 // batch's size.
-func (l *AuditLog) flush(buf []AuditRecord) ([]AuditRecord, int) {
+func (l *AuditLog) flush(buf []AuditRecord, sc *auditScratch) ([]AuditRecord, int) {
 	l.mu.Lock()
 	batch := l.pending
 	l.pending = buf[:0]
@@ -267,7 +277,7 @@ func (l *AuditLog) flush(buf []AuditRecord) ([]AuditRecord, int) {
 	if len(batch) == 0 {
 		return batch, 0
 	}
-	if err := l.commit(batch); err != nil {
+	if err := l.commit(batch, sc); err != nil {
 		if l.firstErr == nil {
 			l.firstErr = err
 		}
@@ -286,15 +296,36 @@ func (l *AuditLog) flush(buf []AuditRecord) ([]AuditRecord, int) {
 	return batch[:0], n
 }
 
+// auditScratch is the writer's memory for committing a batch, kept from one batch to the next
+// so that a record costs no allocation of its own: the encoded values, their keys, and the seqs
+// they got. bbolt holds on to the keys and values it is given until the transaction ends, so
+// they are reused only once commit has returned.
+type auditScratch struct {
+	enc  []byte // the batch's encoded values, one after another
+	keys []byte // 8 bytes per record
+	vals [][]byte
+	seqs []uint64
+	avg  int // bytes per record in the last batch, to size enc once for the next
+}
+
+// auditKeepBytes is the largest encoding buffer the writer keeps between batches; one grown
+// past it by large arguments is let go, like a burst's queue (auditKeepCap).
+const auditKeepBytes = 4 << 20
+
 // commit stores batch in one write transaction and sets each record's Seq (0 if it was not
 // stored) and its Time to UTC, as QueryAudit would return them. Values are encoded before the
 // transaction, to hold the write lock only for the puts. A record that cannot be encoded (a
 // Time past year 9999, say) is lost alone, not with its batch; the error reports it.
-func (l *AuditLog) commit(batch []AuditRecord) error {
+func (l *AuditLog) commit(batch []AuditRecord, sc *auditScratch) error {
 	var errs []error
-	vals := make([][]byte, len(batch))
-	for i, r := range batch {
-		v, argsDropped, err := encodeAudit(r)
+	// Growing enc record by record through a burst's batch would copy it over and over.
+	sc.enc = slices.Grow(sc.enc[:0], len(batch)*max(sc.avg, 256)*9/8)
+	sc.vals, sc.seqs = sc.vals[:0], sc.seqs[:0]
+	for _, r := range batch {
+		start := len(sc.enc)
+		var argsDropped bool
+		var err error
+		sc.enc, argsDropped, err = appendAudit(sc.enc, r)
 		switch {
 		case err != nil:
 			l.failed.Add(1)
@@ -302,32 +333,47 @@ func (l *AuditLog) commit(batch []AuditRecord) error {
 		case argsDropped:
 			l.cfg.Logger.Warn("audit record stored without its Args: not valid JSON", "kind", r.Kind, "tool", r.Tool)
 		}
-		vals[i] = v
+		// A value points into whichever array enc had when it was appended: one that enc
+		// outgrows later stays alive, unchanged, for as long as the value refers to it.
+		var v []byte
+		if err == nil {
+			v = sc.enc[start:len(sc.enc):len(sc.enc)]
+		}
+		sc.vals = append(sc.vals, v)
+		sc.seqs = append(sc.seqs, 0)
 	}
-	seqs := make([]uint64, len(batch))
+	if need := 8 * len(batch); cap(sc.keys) < need {
+		sc.keys = make([]byte, need)
+	} else {
+		sc.keys = sc.keys[:need]
+	}
 	err := l.s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucketAudit))
 		// Keys only ever grow, so full pages suit: bbolt's default leaves half of each page
 		// empty for inserts in the middle that never come.
 		b.FillPercent = 1.0
-		for i, v := range vals {
+		// The bucket's sequence, read once and set once: what NextSequence per record did.
+		seq := b.Sequence()
+		for i, v := range sc.vals {
 			if v == nil {
 				continue
 			}
-			seq, err := b.NextSequence()
-			if err != nil {
-				return fmt.Errorf("next audit sequence: %w", err)
-			}
-			if err := b.Put(auditKey(seq), v); err != nil {
+			seq++
+			k := sc.keys[8*i : 8*i+8 : 8*i+8]
+			binary.BigEndian.PutUint64(k, seq)
+			if err := b.Put(k, v); err != nil {
 				return fmt.Errorf("put audit record %d: %w", seq, err)
 			}
-			seqs[i] = seq
+			sc.seqs[i] = seq
+		}
+		if err := b.SetSequence(seq); err != nil {
+			return fmt.Errorf("set audit sequence: %w", err)
 		}
 		return nil
 	})
 	if err != nil {
-		clear(seqs)
-		for _, v := range vals {
+		clear(sc.seqs)
+		for _, v := range sc.vals {
 			if v != nil {
 				l.failed.Add(1)
 			}
@@ -335,8 +381,15 @@ func (l *AuditLog) commit(batch []AuditRecord) error {
 		errs = append(errs, err)
 	}
 	for i := range batch {
-		batch[i].Seq = seqs[i]
+		batch[i].Seq = sc.seqs[i]
 		batch[i].Time = batch[i].Time.UTC()
+	}
+	if len(batch) > 0 {
+		sc.avg = len(sc.enc) / len(batch)
+	}
+	clear(sc.vals) // the values must not keep an outgrown buffer alive until the next batch
+	if cap(sc.enc) > auditKeepBytes {
+		sc.enc = nil
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("data: commit audit records: %w", errors.Join(errs...))
