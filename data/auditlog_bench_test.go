@@ -85,7 +85,7 @@ func BenchmarkAuditAppend(b *testing.B) {
 // can store before Append starts dropping. cpu-ns/op leaves out the time spent waiting for
 // the disk.
 func BenchmarkAuditCommit(b *testing.B) {
-	for _, size := range []int{defaultAuditFlushRecords, 4096} {
+	for _, size := range []int{512, 2048, 4096} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			s, err := Open(Config{Path: filepath.Join(b.TempDir(), "toolgate.db")})
 			if err != nil {
