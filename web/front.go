@@ -3,7 +3,6 @@ package web
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,11 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/toolgate/toolgate/authz"
 	"github.com/toolgate/toolgate/data"
 	"github.com/toolgate/toolgate/oauth"
 	"github.com/toolgate/toolgate/tunnel"
@@ -101,6 +98,8 @@ type TokenChecker interface {
 type Front struct {
 	cfg   FrontConfig
 	users *userCache
+	// bodies keeps the policy step's body buffers and inspectors for the next requests.
+	bodies bodyPool
 }
 
 // NewFront returns the public handler.
@@ -193,25 +192,24 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 		w = &corsWriter{ResponseWriter: w, origin: origin}
 	}
 
-	// From here on, whatever happens is a line on the owner's terminal: who asked for what,
-	// what was decided, and how it went.
-	rec := &recorder{ResponseWriter: w}
-	w = rec
-	info := &requestInfo{}
-	defer func() {
-		t.Notify(requestLine(start, r, rec, info))
-		f.audit(start, r, t, rec, info)
-	}()
+	// From here on, whatever happens is a line on the owner's terminal and, once past the
+	// token step, an audit record: who asked for what, what was decided, and how it went.
+	// Everything the steps note about the request is in tr, one allocation.
+	tr := &tunnelRequest{start: start, t: t}
+	tr.from, tr.source = sourceAddr(r.RemoteAddr)
+	tr.rec.ResponseWriter = w
+	w = &tr.rec
+	defer f.finish(tr, r)
 
 	// 3. Token: a bearer token for this tunnel, from the Authorization header only, with the
 	// scopes the request needs; without a policy, the owner check. The header is removed
 	// before forwarding: the local server never sees the client's token.
 	var access *oauth.Access
 	if f.cfg.Auth != nil {
-		if access = f.authorize(w, r, t); access == nil {
+		if access = f.authorize(w, r, tr); access == nil {
 			return
 		}
-		info.user, info.client, info.clientID = access.UserID, access.ClientName, access.ClientID
+		tr.info.user, tr.info.client, tr.info.clientID = access.UserID, access.ClientName, access.ClientID
 		r.Header.Del("Authorization")
 	}
 
@@ -220,15 +218,38 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 	done := func() {}
 	if access != nil && f.cfg.Policy != nil {
 		var ok bool
-		if w, done, ok = f.decide(w, r, t, access, info); !ok {
+		if w, done, ok = f.decide(w, r, tr, access); !ok {
 			return
 		}
 	}
 
 	// 5. Forward.
-	from, _ := netip.ParseAddrPort(r.RemoteAddr)
-	f.cfg.Proxy.Serve(w, r, t, from)
+	f.cfg.Proxy.Serve(w, r, t, tr.from)
 	done()
+}
+
+// tunnelRequest is what the tunnel path keeps about one request from the token step on, in
+// one allocation: the recorder around the response, what the steps learned for the terminal
+// line and the audit record, and the policy step's state. It is not pooled: the proxy may
+// still hold the body (tr.body) after the handler returns.
+type tunnelRequest struct {
+	start  time.Time
+	t      *tunnel.Tunnel
+	from   netip.AddrPort // the client's address, for the proxy
+	source string         // and its IP as text, for the policy and the audit record
+	rec    recorder
+	info   requestInfo
+	policy policyRequest // frontpolicy.go
+	body   requestBody   // the buffered body, when the policy step read it (frontbody.go)
+}
+
+// finish is the end of every request that got past step 2, deferred: the owner's line, the
+// audit record, and the body buffer back to the pool once nothing refers to it any more.
+func (f *Front) finish(tr *tunnelRequest, r *http.Request) {
+	tr.t.Notify(requestLine(tr.start, r, &tr.rec, &tr.info))
+	f.audit(tr, r)
+	tr.info.args = nil // aliased the body
+	tr.body.release()
 }
 
 // originAllowed accepts the tunnel's own origin, the apex, and the configured patterns.
@@ -357,132 +378,6 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-// requestInfo is what the token and policy steps learned about a request, for its line.
-type requestInfo struct {
-	user, client   string // the token's user (email when known) and client name
-	clientID       string
-	method, tool   string // the first JSON-RPC request of the body
-	class          string
-	decision, rule string          // "" when no policy decided
-	more           int             // further requests in a batch
-	args           json.RawMessage // the first tools/call's arguments, as sent
-}
-
-// audit records a request that got past the token step: who, which client, which tunnel,
-// what was asked and decided, and how it went. Arguments are kept as a digest, or redacted
-// when the operator asked for them.
-func (f *Front) audit(start time.Time, r *http.Request, t *tunnel.Tunnel, rec *recorder, info *requestInfo) {
-	if f.cfg.Audit == nil || info.user == "" {
-		return
-	}
-	status := rec.status
-	if status == 0 {
-		status = 499
-	}
-	ar := data.AuditRecord{
-		Time: start, Kind: "mcp", User: info.user, Client: info.clientID, ClientName: info.client,
-		Tunnel: t.Name(), Owner: t.Owner(), Method: info.method, Tool: info.tool, Class: info.class,
-		Decision: info.decision, Rule: info.rule, Status: status, Latency: time.Since(start), Bytes: rec.bytes,
-		ArgsDigest: authz.ArgumentsDigest(info.args),
-	}
-	if f.cfg.AuditArgs {
-		ar.Args = authz.RedactArguments(info.args)
-	}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		ar.SourceIP = ap.Addr().Unmap().String()
-	}
-	if info.more > 0 {
-		ar.Detail = fmt.Sprintf("batch of %d requests", info.more+1)
-	}
-	f.cfg.Audit.Append(ar)
-}
-
-// requestLine is what the owner's terminal shows for one request: for an MCP request the
-// user, client, method, tool and class and the decision, with denials in capitals; then the
-// status, time and size.
-func requestLine(start time.Time, r *http.Request, rec *recorder, info *requestInfo) string {
-	status := rec.status
-	if status == 0 {
-		status = 499 // the client went away before any response
-	}
-	// The escaped form: a decoded path could carry terminal escape sequences from anyone on
-	// the internet straight onto the developer's screen.
-	path := printable(r.URL.EscapedPath())
-	if len(path) > 60 {
-		path = path[:57] + "..."
-	}
-	note := ""
-	switch {
-	case rec.upgraded:
-		note = "  upgraded"
-	case status >= 500:
-		note = "  <- check your local server"
-	}
-	if info != nil && info.method != "" {
-		what := info.method
-		if info.tool != "" {
-			what += " " + info.tool
-		}
-		if info.class != "" {
-			what += " [" + info.class + "]"
-		}
-		if info.more > 0 {
-			what += fmt.Sprintf(" (+%d in batch)", info.more)
-		}
-		decision := info.decision
-		switch info.decision {
-		case "deny":
-			decision = "DENIED by " + strconv.Quote(info.rule)
-		case "step_up":
-			decision = "STEP-UP by " + strconv.Quote(info.rule)
-		}
-		who := info.user
-		if info.client != "" {
-			who += " via " + strconv.Quote(info.client)
-		}
-		return printable(fmt.Sprintf("%s  %s  %s  %s  %d  %s  %s%s", start.Format("15:04:05"), who, what, decision, status,
-			roundDuration(time.Since(start)), sizeString(rec.bytes), note))
-	}
-	return fmt.Sprintf("%s  %-6s %-24s %d  %7s  %s%s", start.Format("15:04:05"), printable(r.Method), path, status,
-		roundDuration(time.Since(start)), sizeString(rec.bytes), note)
-}
-
-// printable replaces anything outside printable ASCII with '?'.
-func printable(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if b[j] < 0x20 || b[j] > 0x7e {
-					b[j] = '?'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
-}
-
-func roundDuration(d time.Duration) string {
-	switch {
-	case d < time.Millisecond:
-		return d.Round(time.Microsecond).String()
-	case d < time.Second:
-		return d.Round(100 * time.Microsecond).String()
-	}
-	return d.Round(time.Millisecond).String()
-}
-
-func sizeString(n int64) string {
-	switch {
-	case n < 1000:
-		return fmt.Sprintf("%d B", n)
-	case n < 1000*1000:
-		return fmt.Sprintf("%.1f kB", float64(n)/1000)
-	}
-	return fmt.Sprintf("%.1f MB", float64(n)/1e6)
-}
 
 // hostOnly strips the port from a Host header value, keeping IPv6 brackets' content.
 func hostOnly(h string) string {
