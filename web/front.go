@@ -70,8 +70,9 @@ type FrontConfig struct {
 	Users UserDirectory
 	// MaxBody bounds a request body the policy step reads whole. Default 1 MiB.
 	MaxBody int64
-	// Audit receives one record per request that got past the token step (and per request
-	// refused after it). Default nil: no records.
+	// Audit receives one record per request that reached the token step: allowed, denied,
+	// or refused for its token (those coalesced when they come in floods; see
+	// frontrefusal.go). Default nil: no records.
 	Audit AuditSink
 	// AuditArgs keeps tool arguments in audit records, with secret-looking values redacted.
 	// Default false: only a digest of them.
@@ -100,6 +101,8 @@ type Front struct {
 	users *userCache
 	// bodies keeps the policy step's body buffers and inspectors for the next requests.
 	bodies bodyPool
+	// refusals coalesces the audit records of requests refused for their token.
+	refusals *refusalGate
 }
 
 // NewFront returns the public handler.
@@ -130,7 +133,11 @@ func NewFront(cfg FrontConfig) (*Front, error) {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 1 << 20
 	}
-	return &Front{cfg: cfg, users: &userCache{dir: cfg.Users}}, nil
+	f := &Front{cfg: cfg, users: &userCache{dir: cfg.Users}}
+	if cfg.Audit != nil {
+		f.refusals = newRefusalGate(refusalLimits{}, cfg.Audit.Append)
+	}
+	return f, nil
 }
 
 // ServeHTTP routes by Host: the apex, a tunnel, or nothing.
@@ -192,8 +199,8 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 		w = &corsWriter{ResponseWriter: w, origin: origin}
 	}
 
-	// From here on, whatever happens is a line on the owner's terminal and, once past the
-	// token step, an audit record: who asked for what, what was decided, and how it went.
+	// From here on, whatever happens is a line on the owner's terminal and, once the token
+	// step has run, an audit record: who asked for what, what was decided, and how it went.
 	// Everything the steps note about the request is in tr, one allocation.
 	tr := &tunnelRequest{start: start, t: t}
 	tr.from, tr.source = sourceAddr(r.RemoteAddr)

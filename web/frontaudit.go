@@ -28,14 +28,29 @@ type requestInfo struct {
 	decision, rule string          // "" when no policy decided
 	more           int             // further requests in a batch
 	args           json.RawMessage // the first tools/call's arguments, as sent (aliases the body)
+	// refused is set when the token step refused the request: decision and rule say why.
+	refused bool
 }
 
-// audit records a request that got past the token step: who, which client, which tunnel,
-// what was asked and decided, and how it went. Arguments are kept as a digest, or redacted
-// when the operator asked for them.
+// Decisions recorded for requests the token step refuses, besides "deny" (403: a valid token
+// whose user may not use a tunnel without a policy), with the reason as the rule. A token's
+// contents never go into a record: only that it was missing, invalid, or for another
+// resource.
+const (
+	// DecisionUnauthenticated (401): no token, or one that is not valid here; the rule is
+	// no_token, invalid_token or wrong_resource.
+	DecisionUnauthenticated = "unauthenticated"
+	// DecisionError (500): the token could not be checked; the rule is token_check.
+	DecisionError = "error"
+)
+
+// audit records a request that reached the token step: who, which client, which tunnel, what
+// was asked and decided, and how it went. Arguments are kept as a digest, or redacted when
+// the operator asked for them. Requests refused for their token go through the refusal gate,
+// which coalesces floods of them (frontrefusal.go).
 func (f *Front) audit(tr *tunnelRequest, r *http.Request) {
 	info := &tr.info
-	if f.cfg.Audit == nil || info.user == "" {
+	if f.cfg.Audit == nil || (info.user == "" && !info.refused) {
 		return
 	}
 	status := tr.rec.status
@@ -48,6 +63,13 @@ func (f *Front) audit(tr *tunnelRequest, r *http.Request) {
 		Decision: info.decision, Rule: info.rule, Status: status, Latency: time.Since(tr.start), Bytes: tr.rec.bytes,
 		SourceIP: tr.source,
 	}
+	if info.refused {
+		// What was asked, since no body was read: the HTTP method and path (never the query,
+		// where a misguided client may have put its token).
+		ar.Detail = refusedDetail(r)
+		f.refusals.record(ar, tr.source)
+		return
+	}
 	ar.ArgsDigest = authz.ArgumentsDigest(info.args)
 	if f.cfg.AuditArgs {
 		ar.Args = authz.RedactArguments(info.args)
@@ -56,6 +78,19 @@ func (f *Front) audit(tr *tunnelRequest, r *http.Request) {
 		ar.Detail = "batch of " + strconv.Itoa(info.more+1) + " requests"
 	}
 	f.cfg.Audit.Append(ar)
+}
+
+// refusedDetail is "METHOD /path" for a refused request's record: printable, the path
+// escaped and cut at 200 bytes.
+func refusedDetail(r *http.Request) string {
+	var buf [256]byte
+	b := appendPrintable(buf[:0], r.Method)
+	b = append(b, ' ')
+	path := r.URL.EscapedPath()
+	if len(path) > 200 {
+		path = path[:197] + "..."
+	}
+	return string(appendPrintable(b, path))
 }
 
 // sourceAddr parses a request's RemoteAddr: the address for the proxy, and the IP as text

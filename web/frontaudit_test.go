@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -127,6 +128,99 @@ func tunnelRequestFor(method, target, body string) *http.Request {
 	r.Header.Set("Content-Type", "application/json")
 	r.RemoteAddr = "192.0.2.7:40000"
 	return r
+}
+
+// TestTokenStepRefusalsAudited: a request refused at the token step leaves a record saying
+// why, from where, for which tunnel and path, and nothing of the token.
+func TestTokenStepRefusalsAudited(t *testing.T) {
+	const secret = "sekrit-token-value"
+	tt := newTestTunnel(t)
+	stranger := tt.access("u_stranger")
+	for _, tc := range []struct {
+		name     string
+		tokens   fakeTokens
+		policy   bool
+		auth     string // the Authorization header
+		target   string
+		status   int
+		decision string
+		rule     string
+		user     string
+	}{
+		{"no token", fakeTokens{}, true, "", "/mcp", 401, "unauthenticated", "no_token", ""},
+		{"token in the URL", fakeTokens{}, true, "", "/mcp?access_token=" + secret, 401, "unauthenticated", "no_token", ""},
+		{"not a bearer token", fakeTokens{}, true, "Basic " + secret, "/mcp", 401, "unauthenticated", "no_token", ""},
+		{"invalid token", fakeTokens{err: oauth.ErrInvalidToken}, true, "Bearer " + secret, "/mcp", 401, "unauthenticated", "invalid_token", ""},
+		{"token for another server", fakeTokens{access: stranger, err: oauth.ErrWrongResource}, true, "Bearer " + secret, "/mcp", 401,
+			"unauthenticated", "wrong_resource", "u_stranger"},
+		{"check failed", fakeTokens{err: errors.New("disk on fire")}, true, "Bearer " + secret, "/mcp", 500, "error", "token_check", ""},
+		{"not the owner, no policy", fakeTokens{access: stranger}, false, "Bearer " + secret, "/mcp", 403, "deny", "not_shared", "u_stranger"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &auditSink{}
+			cfg := FrontConfig{Auth: tc.tokens, Audit: sink}
+			if tc.policy {
+				cfg.Policy, cfg.Users = benchPolicy{authz.DefaultPolicy(time.Hour)}, tt.st
+			}
+			f := tt.front(t, cfg)
+			r := tunnelRequestFor("POST", tc.target, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}`)
+			if tc.auth != "" {
+				r.Header.Set("Authorization", tc.auth)
+			}
+			w := httptest.NewRecorder()
+			f.ServeHTTP(w, r)
+			if w.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
+			}
+			recs := sink.take()
+			if len(recs) != 1 {
+				t.Fatalf("%d records, want 1: %+v", len(recs), recs)
+			}
+			got := recs[0]
+			want := data.AuditRecord{Kind: "mcp", User: tc.user, Tunnel: "tun", Owner: tt.owner.ID, Decision: tc.decision,
+				Rule: tc.rule, Status: tc.status, SourceIP: "192.0.2.7", Detail: "POST /mcp", Bytes: got.Bytes}
+			if tc.user != "" {
+				want.Client, want.ClientName = "c_1", "Test Client"
+			}
+			if got.Time.IsZero() || got.Latency <= 0 || got.Bytes == 0 {
+				t.Errorf("time %v, latency %v, bytes %d: want them set", got.Time, got.Latency, got.Bytes)
+			}
+			got.Time, got.Latency = time.Time{}, 0
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("record\n%+v\nwant\n%+v", got, want)
+			}
+			if b, _ := json.Marshal(recs[0]); strings.Contains(string(b), secret) {
+				t.Errorf("the record carries the token: %s", b)
+			}
+		})
+	}
+}
+
+// TestTokenRefusalFloodCoalesced: a flood of requests without a token is recorded one by one
+// only up to the gate's limit per source; the rest wait for the window's summary.
+func TestTokenRefusalFloodCoalesced(t *testing.T) {
+	tt := newTestTunnel(t)
+	sink := &auditSink{}
+	f := tt.front(t, FrontConfig{Auth: fakeTokens{}, Audit: sink, Policy: benchPolicy{authz.DefaultPolicy(time.Hour)}, Users: tt.st})
+	for _, ip := range []string{"192.0.2.1", "192.0.2.2"} {
+		for range 100 {
+			r := tunnelRequestFor("POST", "/mcp", "{}")
+			r.RemoteAddr = ip + ":1234"
+			w := httptest.NewRecorder()
+			f.ServeHTTP(w, r)
+			if w.Code != 401 {
+				t.Fatalf("status %d", w.Code)
+			}
+		}
+	}
+	recs := sink.take()
+	per := map[string]int{}
+	for _, r := range recs {
+		per[r.SourceIP]++
+	}
+	if want := map[string]int{"192.0.2.1": 10, "192.0.2.2": 10}; !reflect.DeepEqual(per, want) {
+		t.Fatalf("records per source %v, want %v", per, want)
+	}
 }
 
 // TestPolicyStepAudited: requests that pass the token step are recorded with what the

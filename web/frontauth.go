@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/toolgate/toolgate/authz"
 	"github.com/toolgate/toolgate/oauth"
 )
 
@@ -61,17 +62,21 @@ func corsPublic(w http.ResponseWriter, r *http.Request) http.ResponseWriter {
 }
 
 // authorize runs the token step; it answers the request itself and returns nil when the
-// request may not go on. The challenge's metadata URL and scopes are made only for a refusal:
-// a request with a good token needs neither.
+// request may not go on, noting in tr why for the audit record. The challenge's metadata URL
+// and scopes are made only for a refusal: a request with a good token needs neither.
 func (f *Front) authorize(w http.ResponseWriter, r *http.Request, tr *tunnelRequest) *oauth.Access {
 	origin := requestOrigin(r)
 	path := r.URL.EscapedPath()
+	refuse := func(decision, reason string) {
+		tr.info.refused, tr.info.decision, tr.info.rule = true, decision, reason
+	}
 	challenge := func(errCode, desc string) string {
 		return oauth.Challenge(oauth.ResourceMetadataURL(origin, path), f.cfg.Auth.DefaultScopes(), errCode, desc)
 	}
 
 	token, err := oauth.BearerToken(r)
 	if errors.Is(err, oauth.ErrNoToken) {
+		refuse(DecisionUnauthenticated, "no_token")
 		w.Header().Set("WWW-Authenticate", challenge("", ""))
 		msg := "This MCP server needs an OAuth access token; MCP clients get one by signing in through " + origin + "."
 		if r.URL.Query().Has("access_token") {
@@ -86,14 +91,21 @@ func (f *Front) authorize(w http.ResponseWriter, r *http.Request, tr *tunnelRequ
 	}
 	switch {
 	case errors.Is(err, oauth.ErrInvalidToken):
+		refuse(DecisionUnauthenticated, "invalid_token")
 		w.Header().Set("WWW-Authenticate", challenge("invalid_token", "The access token is invalid, expired or revoked."))
 		writeError(w, r, http.StatusUnauthorized, "invalid_token", "The access token is invalid, expired or revoked.")
 		return nil
 	case errors.Is(err, oauth.ErrWrongResource):
+		// The token is genuine, for another server: whose it is goes on record.
+		refuse(DecisionUnauthenticated, "wrong_resource")
+		if access != nil {
+			tr.info.user, tr.info.client, tr.info.clientID = access.UserID, access.ClientName, access.ClientID
+		}
 		w.Header().Set("WWW-Authenticate", challenge("invalid_token", "The access token is for another MCP server."))
 		writeError(w, r, http.StatusUnauthorized, "invalid_token", "The access token was issued for another MCP server.")
 		return nil
 	case err != nil:
+		refuse(DecisionError, "token_check")
 		f.cfg.Logger.Error("checking an access token failed", "err", err)
 		writeError(w, r, http.StatusInternalServerError, "internal", "Checking the access token failed.")
 		return nil
@@ -101,6 +113,8 @@ func (f *Front) authorize(w http.ResponseWriter, r *http.Request, tr *tunnelRequ
 
 	// Without a policy, a tunnel serves its owner only; with one, the policy decides.
 	if f.cfg.Policy == nil && access.UserID != tr.t.Owner() {
+		refuse(string(authz.Deny), "not_shared")
+		tr.info.user, tr.info.client, tr.info.clientID = access.UserID, access.ClientName, access.ClientID
 		writeError(w, r, http.StatusForbidden, "not_shared",
 			"This tunnel belongs to someone else and is not shared with you.")
 		return nil
