@@ -253,8 +253,10 @@ type tunnelRequest struct {
 // finish is the end of every request that got past step 2, deferred: the owner's line, the
 // audit record, and the body buffer back to the pool once nothing refers to it any more.
 func (f *Front) finish(tr *tunnelRequest, r *http.Request) {
-	tr.t.Notify(requestLine(tr.start, r, &tr.rec, &tr.info))
-	f.audit(tr, r)
+	elapsed := time.Since(tr.start)
+	var buf [256]byte
+	tr.t.Notify(string(appendRequestLine(buf[:0], tr.start, elapsed, r, &tr.rec, &tr.info)))
+	f.audit(tr, r, elapsed)
 	tr.info.args = nil // aliased the body
 	tr.body.release()
 }

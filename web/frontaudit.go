@@ -48,7 +48,7 @@ const (
 // was asked and decided, and how it went. Arguments are kept as a digest, or redacted when
 // the operator asked for them. Requests refused for their token go through the refusal gate,
 // which coalesces floods of them (frontrefusal.go).
-func (f *Front) audit(tr *tunnelRequest, r *http.Request) {
+func (f *Front) audit(tr *tunnelRequest, r *http.Request, elapsed time.Duration) {
 	info := &tr.info
 	if f.cfg.Audit == nil || (info.user == "" && !info.refused) {
 		return
@@ -60,7 +60,7 @@ func (f *Front) audit(tr *tunnelRequest, r *http.Request) {
 	ar := data.AuditRecord{
 		Time: tr.start, Kind: "mcp", User: info.user, Client: info.clientID, ClientName: info.client,
 		Tunnel: tr.t.Name(), Owner: tr.t.Owner(), Method: info.method, Tool: info.tool, Class: info.class,
-		Decision: info.decision, Rule: info.rule, Status: status, Latency: time.Since(tr.start), Bytes: tr.rec.bytes,
+		Decision: info.decision, Rule: info.rule, Status: status, Latency: elapsed, Bytes: tr.rec.bytes,
 		SourceIP: tr.source,
 	}
 	if info.refused {
