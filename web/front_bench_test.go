@@ -87,11 +87,17 @@ func BenchmarkServeTunnel(b *testing.B) {
 	// "audit" hands records to a sink that drops them: the request path's share. "auditlog"
 	// hands them to a real audit log on its own database (with fsync, as in production), so
 	// that the writer's encoding and commits, on another goroutine, count in cpu-ns/op.
-	for _, mode := range []string{"open", "oauth", "oauth+policy", "oauth+policy+audit", "oauth+policy+auditlog"} {
+	// "no-token+audit" is a request without a token, refused (401) and audited: what a
+	// scanner's request costs.
+	for _, mode := range []string{"open", "oauth", "oauth+policy", "oauth+policy+audit", "oauth+policy+auditlog", "no-token+audit"} {
 		b.Run(mode, func(b *testing.B) {
 			cfg := FrontConfig{Domain: "bench.localhost", Tunnels: reg, Proxy: benchProxy{}}
-			if strings.HasPrefix(mode, "oauth") {
+			want := http.StatusOK
+			if strings.HasPrefix(mode, "oauth") || strings.HasPrefix(mode, "no-token") {
 				cfg.Auth = benchTokens{access}
+			}
+			if strings.HasPrefix(mode, "no-token") {
+				want = http.StatusUnauthorized
 			}
 			if strings.Contains(mode, "policy") {
 				cfg.Policy, cfg.Users = benchPolicy{authz.DefaultPolicy(time.Hour)}, st
@@ -119,11 +125,13 @@ func BenchmarkServeTunnel(b *testing.B) {
 			for b.Loop() {
 				r := httptest.NewRequest("POST", "https://bench.bench.localhost/mcp", strings.NewReader(body))
 				r.Header.Set("Content-Type", "application/json")
-				r.Header.Set("Authorization", "Bearer x")
+				if want == http.StatusOK {
+					r.Header.Set("Authorization", "Bearer x")
+				}
 				r.RemoteAddr = "127.0.0.1:5000"
 				w := httptest.NewRecorder()
 				f.ServeHTTP(w, r)
-				if w.Code != 200 {
+				if w.Code != want {
 					b.Fatalf("%s: %d %s", mode, w.Code, w.Body)
 				}
 			}
