@@ -28,6 +28,9 @@ type Tunnels interface {
 
 // TunnelProxy carries a request to a tunnel's local server. *tunnel.Proxy implements it.
 type TunnelProxy interface {
+	// Serve must be done with r.Body when it returns, as any handler must: the body the
+	// policy step hands on is a pooled buffer, closed and reused after Serve returns (reads
+	// from it then fail).
 	Serve(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel, from netip.AddrPort)
 }
 

@@ -12,8 +12,8 @@ import (
 
 // The policy step reads every POST body whole before deciding on it. This file keeps the
 // memory that takes from one request to the next: a buffer and an inspector (whose parse
-// results alias the buffer) come from a pool and go back to it when neither the handler nor
-// the proxy can still read them.
+// results alias the buffer) come from a pool and go back to it when the request is done,
+// once nothing can read them any more.
 
 // bodyScratch is the memory for reading and inspecting one body.
 type bodyScratch struct {
@@ -33,6 +33,9 @@ const (
 // collector empty it when requests stop.
 type bodyPool struct {
 	small, large sync.Pool
+	// misses counts scratch allocated because the pool had none to give: a test checks that
+	// bodies do come back.
+	misses atomic.Uint64
 }
 
 // get returns scratch whose buffer holds a body of n bytes (n <= 0: unknown, so the small
@@ -45,6 +48,7 @@ func (p *bodyPool) get(n int64) *bodyScratch {
 	}
 	sc, _ := pool.Get().(*bodyScratch)
 	if sc == nil {
+		p.misses.Add(1)
 		sc = &bodyScratch{}
 	}
 	if int64(cap(sc.buf)) < want {
@@ -102,38 +106,33 @@ func readBody(buf []byte, r io.Reader, limit int64) ([]byte, error) {
 }
 
 // requestBody is the body handed on to the proxy once the policy step has read and decided
-// it: a reader over the pooled buffer. The buffer goes back to the pool when both the handler
-// (tunnelRequest.finish) and the reader's user (Close) are done with it, whichever is last;
-// if the reader is never closed, the buffer is left to the garbage collector. http.Transport
-// may still read a request body after the handler has returned, and may close it from another
-// goroutine than the one reading, so reads and Close hold mu: a Read after Close gets an
-// error, never a byte of a later request.
+// it: a reader over the pooled buffer. The handler takes it back when the request is done
+// (tunnelRequest.finish): it closes the reader, whoever else has or has not, and returns the
+// buffer to the pool. The proxy cannot be relied on to close it: httputil.ReverseProxy
+// wraps a request's body in a reader whose Close does nothing to the body beneath, and stops
+// reading from it when it returns. http.Transport may still be reading from another goroutine
+// then, so reads and Close hold mu: a read after Close gets an error, never a byte of a later
+// request.
 type requestBody struct {
 	pool   *bodyPool
 	mu     sync.Mutex
 	sc     *bodyScratch // until it goes back to the pool
 	off    int
 	closed bool
-	// refs counts the holds on sc: the handler's, and the reader's once handed on.
-	refs atomic.Int32
 }
 
 // hold gives the handler the scratch it reads the body into.
 func (b *requestBody) hold(pool *bodyPool, sc *bodyScratch) {
 	b.pool, b.sc = pool, sc
-	b.refs.Store(1)
 }
 
 // reader hands the body on as the request's Body.
-func (b *requestBody) reader() io.ReadCloser {
-	b.refs.Add(1)
-	return b
-}
+func (b *requestBody) reader() io.ReadCloser { return b }
 
 func (b *requestBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed || b.sc == nil {
+	if b.closed {
 		return 0, http.ErrBodyReadAfterClose
 	}
 	if b.off >= len(b.sc.buf) {
@@ -144,34 +143,26 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Close ends the reader's hold; later calls do nothing.
+// Close ends reading; later calls do nothing. The buffer stays the handler's until release.
 func (b *requestBody) Close() error {
 	b.mu.Lock()
-	first := !b.closed
 	b.closed = true
 	b.mu.Unlock()
-	if first {
-		b.unref()
-	}
 	return nil
 }
 
-// release ends the handler's hold. Nothing read from the body (the inspected request, its
-// arguments and ids) may be used after it.
+// release closes the reader and returns the buffer to the pool. Nothing read from the body
+// (the inspected request, its arguments and ids) may be used after it.
 func (b *requestBody) release() {
-	if b.pool != nil {
-		b.unref()
-	}
-}
-
-func (b *requestBody) unref() {
-	if b.refs.Add(-1) != 0 {
-		return
+	if b.pool == nil {
+		return // no body was read
 	}
 	b.mu.Lock()
+	b.closed = true
 	sc := b.sc
 	b.sc = nil
-	b.closed = true // a reader never handed on has nothing more to read either
 	b.mu.Unlock()
-	b.pool.put(sc)
+	if sc != nil {
+		b.pool.put(sc)
+	}
 }
