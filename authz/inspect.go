@@ -92,6 +92,25 @@ func (e *ParseError) Error() string {
 // byte-exact after JSON unescaping, never normalised. The returned Request's ID and
 // Arguments alias body: the caller must not change body while it uses them.
 func Inspect(body []byte, h http.Header) (*Request, error) {
+	return new(Inspector).Inspect(body, h)
+}
+
+// Inspector is [Inspect] with its memory kept from one body to the next: the scanner's key
+// stack and arena and the Request it returns. A proxy keeps one per body buffer, so that
+// inspecting a body allocates nothing but the names it decodes that are not common method
+// names. The zero value is ready to use; an Inspector is for one goroutine at a time.
+type Inspector struct {
+	s    inspScanner
+	req  Request
+	msgs [1]Message // the usual body: one message
+}
+
+// inspKeepArena is the largest key arena an Inspector keeps for its next body.
+const inspKeepArena = 64 << 10
+
+// Inspect is [Inspect]. The Request it returns is the Inspector's own: it is valid until the
+// next call, and like the package function's it aliases body.
+func (in *Inspector) Inspect(body []byte, h http.Header) (*Request, error) {
 	if err := inspContentType(h); err != nil {
 		return nil, err
 	}
@@ -103,7 +122,13 @@ func Inspect(body []byte, h http.Header) (*Request, error) {
 	if len(pv) > 1 {
 		return nil, inspInvalid(nil, "more than one MCP-Protocol-Version header")
 	}
-	req := &Request{}
+	msgs := in.req.Messages[:0]
+	if msgs == nil {
+		msgs = in.msgs[:0]
+	}
+	clear(msgs[:cap(msgs)]) // no message of the last body lingers, nor keeps its body alive
+	req := &in.req
+	*req = Request{Messages: msgs}
 	if len(pv) == 1 {
 		req.ProtocolVersion = pv[0]
 	}
@@ -112,7 +137,12 @@ func Inspect(body []byte, h http.Header) (*Request, error) {
 	if !utf8.Valid(body) {
 		return nil, inspSyntax("body is not valid UTF-8")
 	}
-	s := inspScanner{data: body, version: req.ProtocolVersion}
+	arena := in.s.arena[:0]
+	if cap(arena) > inspKeepArena {
+		arena = nil
+	}
+	in.s = inspScanner{data: body, version: req.ProtocolVersion, arena: arena, seed: in.s.seed}
+	s := &in.s
 	s.keys = s.keysBuf[:0]
 	s.ws()
 	if s.pos >= len(s.data) {
@@ -120,7 +150,7 @@ func Inspect(body []byte, h http.Header) (*Request, error) {
 	}
 	switch s.data[s.pos] {
 	case '{':
-		req.Messages = make([]Message, 1)
+		req.Messages = append(req.Messages, Message{})
 		if err := s.message(); err != nil {
 			return nil, err
 		}

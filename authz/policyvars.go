@@ -25,34 +25,47 @@ var (
 	toolType   = types.NewObjectType("toolgate.Tool")
 )
 
-// field is one field of an object variable: its type and how to read it from the Input.
+// field is one field of an object variable: its type and how to read it, through the
+// activation, which keeps each string field's CEL value once made (see activation.str).
 type field struct {
 	t   *types.Type
-	get func(in *Input) ref.Val
+	get func(a *activation) ref.Val
 }
 
 var stringListType = types.NewListType(types.StringType)
+
+// The string fields an activation keeps CEL values of.
+const (
+	strUserID = iota
+	strUserEmail
+	strClientID
+	strClientName
+	strTunnel
+	strOwner
+	strTool
+	numStrFields
+)
 
 // objectFields are the object types' fields. A field is "set" (for has()) when it is not its
 // zero value, as for protobuf scalars.
 var objectFields = map[string]map[string]field{
 	userType.TypeName(): {
-		"id":     {types.StringType, func(in *Input) ref.Val { return types.String(in.User.ID) }},
-		"email":  {types.StringType, func(in *Input) ref.Val { return types.String(in.User.Email) }},
-		"groups": {stringListType, func(in *Input) ref.Val { return stringList(in.User.Groups) }},
+		"id":     {types.StringType, func(a *activation) ref.Val { return a.str(strUserID, a.in.User.ID) }},
+		"email":  {types.StringType, func(a *activation) ref.Val { return a.str(strUserEmail, a.in.User.Email) }},
+		"groups": {stringListType, func(a *activation) ref.Val { return stringList(a.in.User.Groups) }},
 	},
 	clientType.TypeName(): {
-		"id":   {types.StringType, func(in *Input) ref.Val { return types.String(in.Client.ID) }},
-		"name": {types.StringType, func(in *Input) ref.Val { return types.String(in.Client.Name) }},
+		"id":   {types.StringType, func(a *activation) ref.Val { return a.str(strClientID, a.in.Client.ID) }},
+		"name": {types.StringType, func(a *activation) ref.Val { return a.str(strClientName, a.in.Client.Name) }},
 	},
 	tunnelType.TypeName(): {
-		"name":   {types.StringType, func(in *Input) ref.Val { return types.String(in.Tunnel) }},
-		"owner":  {types.StringType, func(in *Input) ref.Val { return types.String(in.Owner) }},
-		"shared": {types.BoolType, func(in *Input) ref.Val { return types.Bool(in.Shared) }},
+		"name":   {types.StringType, func(a *activation) ref.Val { return a.str(strTunnel, a.in.Tunnel) }},
+		"owner":  {types.StringType, func(a *activation) ref.Val { return a.str(strOwner, a.in.Owner) }},
+		"shared": {types.BoolType, func(a *activation) ref.Val { return types.Bool(a.in.Shared) }},
 	},
 	toolType.TypeName(): {
-		"name":  {types.StringType, func(in *Input) ref.Val { return types.String(in.Tool) }},
-		"class": {types.StringType, func(in *Input) ref.Val { return types.String(string(in.Class)) }},
+		"name":  {types.StringType, func(a *activation) ref.Val { return a.str(strTool, a.in.Tool) }},
+		"class": {types.StringType, func(a *activation) ref.Val { return classValue(a.in.Class) }},
 	},
 }
 
@@ -103,11 +116,11 @@ func (p provider) FindStructFieldType(name, fieldName string) (*types.FieldType,
 	return &types.FieldType{
 		Type: f.t,
 		IsSet: func(target any) bool {
-			in, ok := target.(*Input)
+			a, ok := target.(*activation)
 			if !ok {
 				return false
 			}
-			v := get(in)
+			v := get(a)
 			if zero {
 				return v == types.True
 			}
@@ -120,11 +133,11 @@ func (p provider) FindStructFieldType(name, fieldName string) (*types.FieldType,
 			return true
 		},
 		GetFrom: func(target any) (any, error) {
-			in, ok := target.(*Input)
+			a, ok := target.(*activation)
 			if !ok {
 				return nil, fmt.Errorf("no such field %q", fieldName)
 			}
-			return get(in), nil
+			return get(a), nil
 		},
 	}, true
 }
@@ -137,10 +150,11 @@ func (p provider) NewValue(name string, fields map[string]ref.Val) ref.Val {
 }
 
 // object is the run-time value of user, client, tunnel or tool: the Input, seen as one type.
-// Field selection goes through the provider's GetFrom, which receives Value(), the Input.
+// Field selection goes through the provider's GetFrom, which receives Value(), the activation
+// (the Input with the values made from it so far).
 type object struct {
-	t  *types.Type
-	in *Input
+	t   *types.Type
+	act *activation
 }
 
 func (o *object) ConvertToNative(typeDesc reflect.Type) (any, error) {
@@ -156,11 +170,11 @@ func (o *object) ConvertToType(t ref.Type) ref.Val {
 
 func (o *object) Equal(other ref.Val) ref.Val {
 	p, ok := other.(*object)
-	return types.Bool(ok && p.t == o.t && p.in == o.in)
+	return types.Bool(ok && p.t == o.t && p.act == o.act)
 }
 
 func (o *object) Type() ref.Type { return o.t }
-func (o *object) Value() any     { return o.in }
+func (o *object) Value() any     { return o.act }
 
 // The policy's variables.
 const (
@@ -209,23 +223,61 @@ func newPolicyEnv() (*cel.Env, error) {
 var emptyArguments = types.NewStringInterfaceMap(celAdapter, map[string]any{})
 
 // activation supplies one Input to a policy's programs. Values are made when a condition first
-// asks for them and reused by the following rules.
+// asks for them and reused by the following rules: a string made into a CEL value costs an
+// allocation, and the built-in policy alone reads tunnel.owner four times per decision.
 type activation struct {
 	in                         *Input
 	maxAuthAge                 time.Duration
 	user, client, tunnel, tool object
-	scopes, args               ref.Val
+	scopes, args, authAge      ref.Val
+	strs                       [numStrFields]ref.Val
 }
 
 func newActivation(in *Input, maxAuthAge time.Duration) *activation {
-	return &activation{
-		in:         in,
-		maxAuthAge: maxAuthAge,
-		user:       object{userType, in},
-		client:     object{clientType, in},
-		tunnel:     object{tunnelType, in},
-		tool:       object{toolType, in},
+	a := &activation{in: in, maxAuthAge: maxAuthAge}
+	a.user, a.client, a.tunnel, a.tool = object{userType, a}, object{clientType, a}, object{tunnelType, a}, object{toolType, a}
+	return a
+}
+
+// str returns the string field i, whose value is s, as a CEL value, made once per activation.
+func (a *activation) str(i int, s string) ref.Val {
+	if a.strs[i] == nil {
+		a.strs[i] = types.String(s)
 	}
+	return a.strs[i]
+}
+
+// classValue is a tool class as a CEL value; the three classes cost no allocation.
+func classValue(c Class) ref.Val {
+	switch c {
+	case Read:
+		return types.String(Read)
+	case Write:
+		return types.String(Write)
+	case Destructive:
+		return types.String(Destructive)
+	}
+	return types.String(c)
+}
+
+// methodValue is a method as a CEL value; the methods policies are written about cost no
+// allocation.
+func methodValue(m string) ref.Val {
+	switch m {
+	case "tools/call":
+		return types.String("tools/call")
+	case "tools/list":
+		return types.String("tools/list")
+	case "prompts/get":
+		return types.String("prompts/get")
+	case "resources/read":
+		return types.String("resources/read")
+	case "initialize":
+		return types.String("initialize")
+	case "get":
+		return types.String("get")
+	}
+	return types.String(m)
 }
 
 func (a *activation) ResolveName(name string) (any, bool) {
@@ -239,7 +291,7 @@ func (a *activation) ResolveName(name string) (any, bool) {
 	case varTool:
 		return &a.tool, true
 	case varMethod:
-		return types.String(a.in.Method), true
+		return methodValue(a.in.Method), true
 	case varSourceIP:
 		return types.String(a.in.SourceIP), true
 	case varScopes:
@@ -262,7 +314,10 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		}
 		return types.Timestamp{Time: t}, true
 	case varAuthAge:
-		return types.Duration{Duration: a.in.AuthAge}, true
+		if a.authAge == nil {
+			a.authAge = types.Duration{Duration: a.in.AuthAge}
+		}
+		return a.authAge, true
 	case varMaxAuthAge:
 		return types.Duration{Duration: a.maxAuthAge}, true
 	}

@@ -16,7 +16,12 @@ func ArgumentsDigest(raw json.RawMessage) string {
 		return ""
 	}
 	sum := sha256.Sum256(raw)
-	return "sha256:" + hex.EncodeToString(sum[:])
+	// Built in one buffer: one allocation (the string) per audited request, not three.
+	const prefix = "sha256:"
+	var b [len(prefix) + 2*sha256.Size]byte
+	copy(b[:], prefix)
+	hex.Encode(b[len(prefix):], sum[:])
+	return string(b[:])
 }
 
 // secretWords are parts of argument names whose values are replaced by RedactArguments.

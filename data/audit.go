@@ -48,7 +48,9 @@ type AuditRecord struct {
 	Detail   string
 }
 
-// auditRecord is an AuditRecord as stored; the seq is the key.
+// auditRecord is an AuditRecord as stored; the seq is the key. appendAudit (auditenc.go)
+// writes it by hand, byte for byte as json.Marshal would; decodeAudit reads it with
+// encoding/json.
 type auditRecord struct {
 	V          int             `json:"v"`
 	Time       time.Time       `json:"time"`
@@ -73,26 +75,6 @@ type auditRecord struct {
 }
 
 func (r auditRecord) version() int { return r.V }
-
-// encodeAudit encodes r for the audit bucket. Args that are not valid JSON are left out, and
-// argsDropped says so: the rest of the record is worth more than failing it whole.
-func encodeAudit(r AuditRecord) (b []byte, argsDropped bool, err error) {
-	args := r.Args
-	if len(args) > 0 && !json.Valid(args) {
-		args, argsDropped = nil, true
-	}
-	b, err = json.Marshal(auditRecord{
-		V: recordVersion, Time: r.Time.UTC(), Kind: r.Kind,
-		User: r.User, Client: r.Client, ClientName: r.ClientName, Tunnel: r.Tunnel, Owner: r.Owner,
-		Method: r.Method, Tool: r.Tool, Class: r.Class, Decision: r.Decision, Rule: r.Rule,
-		Status: r.Status, LatencyNS: int64(r.Latency), Bytes: r.Bytes,
-		ArgsDigest: r.ArgsDigest, Args: args, SourceIP: r.SourceIP, Detail: r.Detail,
-	})
-	if err != nil {
-		return nil, argsDropped, fmt.Errorf("encode audit record: %w", err)
-	}
-	return b, argsDropped, nil
-}
 
 // decodeAudit decodes the audit bucket entry k, v. Keys other than 8 bytes are not this
 // package's and are refused like a corrupt value.

@@ -3,7 +3,6 @@ package web
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,11 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/toolgate/toolgate/authz"
 	"github.com/toolgate/toolgate/data"
 	"github.com/toolgate/toolgate/oauth"
 	"github.com/toolgate/toolgate/tunnel"
@@ -31,6 +28,9 @@ type Tunnels interface {
 
 // TunnelProxy carries a request to a tunnel's local server. *tunnel.Proxy implements it.
 type TunnelProxy interface {
+	// Serve must be done with r.Body when it returns, as any handler must: the body the
+	// policy step hands on is a pooled buffer, closed and reused after Serve returns (reads
+	// from it then fail).
 	Serve(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel, from netip.AddrPort)
 }
 
@@ -73,8 +73,9 @@ type FrontConfig struct {
 	Users UserDirectory
 	// MaxBody bounds a request body the policy step reads whole. Default 1 MiB.
 	MaxBody int64
-	// Audit receives one record per request that got past the token step (and per request
-	// refused after it). Default nil: no records.
+	// Audit receives one record per request that reached the token step: allowed, denied,
+	// or refused for its token (those coalesced when they come in floods; see
+	// frontrefusal.go). Default nil: no records.
 	Audit AuditSink
 	// AuditArgs keeps tool arguments in audit records, with secret-looking values redacted.
 	// Default false: only a digest of them.
@@ -104,6 +105,10 @@ type TokenChecker interface {
 type Front struct {
 	cfg   FrontConfig
 	users *userCache
+	// bodies keeps the policy step's body buffers and inspectors for the next requests.
+	bodies bodyPool
+	// refusals coalesces the audit records of requests refused for their token.
+	refusals *refusalGate
 }
 
 // NewFront returns the public handler.
@@ -134,7 +139,11 @@ func NewFront(cfg FrontConfig) (*Front, error) {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 1 << 20
 	}
-	return &Front{cfg: cfg, users: &userCache{dir: cfg.Users}}, nil
+	f := &Front{cfg: cfg, users: &userCache{dir: cfg.Users}}
+	if cfg.Audit != nil {
+		f.refusals = newRefusalGate(refusalLimits{}, cfg.Audit.Append)
+	}
+	return f, nil
 }
 
 // ServeHTTP routes by Host: the apex, a tunnel, or nothing.
@@ -196,25 +205,24 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 		w = &corsWriter{ResponseWriter: w, origin: origin}
 	}
 
-	// From here on, whatever happens is a line on the owner's terminal: who asked for what,
-	// what was decided, and how it went.
-	rec := &recorder{ResponseWriter: w}
-	w = rec
-	info := &requestInfo{}
-	defer func() {
-		t.Notify(requestLine(start, r, rec, info))
-		f.audit(start, r, t, rec, info)
-	}()
+	// From here on, whatever happens is a line on the owner's terminal and, once the token
+	// step has run, an audit record: who asked for what, what was decided, and how it went.
+	// Everything the steps note about the request is in tr, one allocation.
+	tr := &tunnelRequest{start: start, t: t}
+	tr.from, tr.source = sourceAddr(r.RemoteAddr)
+	tr.rec.ResponseWriter = w
+	w = &tr.rec
+	defer f.finish(tr, r)
 
 	// 3. Token: a bearer token for this tunnel, from the Authorization header only, with the
 	// scopes the request needs; without a policy, the owner check. The header is removed
 	// before forwarding: the local server never sees the client's token.
 	var access *oauth.Access
 	if f.cfg.Auth != nil {
-		if access = f.authorize(w, r, t); access == nil {
+		if access = f.authorize(w, r, tr); access == nil {
 			return
 		}
-		info.user, info.client, info.clientID = access.UserID, access.ClientName, access.ClientID
+		tr.info.user, tr.info.client, tr.info.clientID = access.UserID, access.ClientName, access.ClientID
 		r.Header.Del("Authorization")
 	}
 
@@ -224,15 +232,40 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 	done := func() {}
 	if access != nil && f.cfg.Policy != nil {
 		var ok bool
-		if w, done, ok = f.decide(f.watchToolsChanged(w, r, t), r, t, access, info); !ok {
+		if w, done, ok = f.decide(f.watchToolsChanged(w, r, t), r, tr, access); !ok {
 			return
 		}
 	}
 
 	// 5. Forward.
-	from, _ := netip.ParseAddrPort(r.RemoteAddr)
-	f.cfg.Proxy.Serve(w, r, t, from)
+	f.cfg.Proxy.Serve(w, r, t, tr.from)
 	done()
+}
+
+// tunnelRequest is what the tunnel path keeps about one request from the token step on, in
+// one allocation: the recorder around the response, what the steps learned for the terminal
+// line and the audit record, and the policy step's state. It is not pooled: the proxy may
+// still hold the body (tr.body) after the handler returns.
+type tunnelRequest struct {
+	start  time.Time
+	t      *tunnel.Tunnel
+	from   netip.AddrPort // the client's address, for the proxy
+	source string         // and its IP as text, for the policy and the audit record
+	rec    recorder
+	info   requestInfo
+	policy policyRequest // frontpolicy.go
+	body   requestBody   // the buffered body, when the policy step read it (frontbody.go)
+}
+
+// finish is the end of every request that got past step 2, deferred: the owner's line, the
+// audit record, and the body buffer back to the pool once nothing refers to it any more.
+func (f *Front) finish(tr *tunnelRequest, r *http.Request) {
+	elapsed := time.Since(tr.start)
+	var buf [256]byte
+	tr.t.Notify(string(appendRequestLine(buf[:0], tr.start, elapsed, r, &tr.rec, &tr.info)))
+	f.audit(tr, r, elapsed)
+	tr.info.args = nil // aliased the body
+	tr.body.release()
 }
 
 // originAllowed accepts the tunnel's own origin, the apex, and the configured patterns.
@@ -361,132 +394,6 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-// requestInfo is what the token and policy steps learned about a request, for its line.
-type requestInfo struct {
-	user, client   string // the token's user (email when known) and client name
-	clientID       string
-	method, tool   string // the first JSON-RPC request of the body
-	class          string
-	decision, rule string          // "" when no policy decided
-	more           int             // further requests in a batch
-	args           json.RawMessage // the first tools/call's arguments, as sent
-}
-
-// audit records a request that got past the token step: who, which client, which tunnel,
-// what was asked and decided, and how it went. Arguments are kept as a digest, or redacted
-// when the operator asked for them.
-func (f *Front) audit(start time.Time, r *http.Request, t *tunnel.Tunnel, rec *recorder, info *requestInfo) {
-	if f.cfg.Audit == nil || info.user == "" {
-		return
-	}
-	status := rec.status
-	if status == 0 {
-		status = 499
-	}
-	ar := data.AuditRecord{
-		Time: start, Kind: "mcp", User: info.user, Client: info.clientID, ClientName: info.client,
-		Tunnel: t.Name(), Owner: t.Owner(), Method: info.method, Tool: info.tool, Class: info.class,
-		Decision: info.decision, Rule: info.rule, Status: status, Latency: time.Since(start), Bytes: rec.bytes,
-		ArgsDigest: authz.ArgumentsDigest(info.args),
-	}
-	if f.cfg.AuditArgs {
-		ar.Args = authz.RedactArguments(info.args)
-	}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		ar.SourceIP = ap.Addr().Unmap().String()
-	}
-	if info.more > 0 {
-		ar.Detail = fmt.Sprintf("batch of %d requests", info.more+1)
-	}
-	f.cfg.Audit.Append(ar)
-}
-
-// requestLine is what the owner's terminal shows for one request: for an MCP request the
-// user, client, method, tool and class and the decision, with denials in capitals; then the
-// status, time and size.
-func requestLine(start time.Time, r *http.Request, rec *recorder, info *requestInfo) string {
-	status := rec.status
-	if status == 0 {
-		status = 499 // the client went away before any response
-	}
-	// The escaped form: a decoded path could carry terminal escape sequences from anyone on
-	// the internet straight onto the developer's screen.
-	path := printable(r.URL.EscapedPath())
-	if len(path) > 60 {
-		path = path[:57] + "..."
-	}
-	note := ""
-	switch {
-	case rec.upgraded:
-		note = "  upgraded"
-	case status >= 500:
-		note = "  <- check your local server"
-	}
-	if info != nil && info.method != "" {
-		what := info.method
-		if info.tool != "" {
-			what += " " + info.tool
-		}
-		if info.class != "" {
-			what += " [" + info.class + "]"
-		}
-		if info.more > 0 {
-			what += fmt.Sprintf(" (+%d in batch)", info.more)
-		}
-		decision := info.decision
-		switch info.decision {
-		case "deny":
-			decision = "DENIED by " + strconv.Quote(info.rule)
-		case "step_up":
-			decision = "STEP-UP by " + strconv.Quote(info.rule)
-		}
-		who := info.user
-		if info.client != "" {
-			who += " via " + strconv.Quote(info.client)
-		}
-		return printable(fmt.Sprintf("%s  %s  %s  %s  %d  %s  %s%s", start.Format("15:04:05"), who, what, decision, status,
-			roundDuration(time.Since(start)), sizeString(rec.bytes), note))
-	}
-	return fmt.Sprintf("%s  %-6s %-24s %d  %7s  %s%s", start.Format("15:04:05"), printable(r.Method), path, status,
-		roundDuration(time.Since(start)), sizeString(rec.bytes), note)
-}
-
-// printable replaces anything outside printable ASCII with '?'.
-func printable(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if b[j] < 0x20 || b[j] > 0x7e {
-					b[j] = '?'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
-}
-
-func roundDuration(d time.Duration) string {
-	switch {
-	case d < time.Millisecond:
-		return d.Round(time.Microsecond).String()
-	case d < time.Second:
-		return d.Round(100 * time.Microsecond).String()
-	}
-	return d.Round(time.Millisecond).String()
-}
-
-func sizeString(n int64) string {
-	switch {
-	case n < 1000:
-		return fmt.Sprintf("%d B", n)
-	case n < 1000*1000:
-		return fmt.Sprintf("%.1f kB", float64(n)/1000)
-	}
-	return fmt.Sprintf("%.1f MB", float64(n)/1e6)
-}
 
 // hostOnly strips the port from a Host header value, keeping IPv6 brackets' content.
 func hostOnly(h string) string {

@@ -7,8 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/toolgate/toolgate/authz"
 	"github.com/toolgate/toolgate/oauth"
-	"github.com/toolgate/toolgate/tunnel"
 )
 
 // The OAuth steps of the tunnel path (step 1's metadata and step 3 of serveTunnel).
@@ -62,16 +62,22 @@ func corsPublic(w http.ResponseWriter, r *http.Request) http.ResponseWriter {
 }
 
 // authorize runs the token step; it answers the request itself and returns nil when the
-// request may not go on.
-func (f *Front) authorize(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel) *oauth.Access {
+// request may not go on, noting in tr why for the audit record. The challenge's metadata URL
+// and scopes are made only for a refusal: a request with a good token needs neither.
+func (f *Front) authorize(w http.ResponseWriter, r *http.Request, tr *tunnelRequest) *oauth.Access {
 	origin := requestOrigin(r)
 	path := r.URL.EscapedPath()
-	metadata := oauth.ResourceMetadataURL(origin, path)
-	scopes := f.cfg.Auth.DefaultScopes()
+	refuse := func(decision, reason string) {
+		tr.info.refused, tr.info.decision, tr.info.rule = true, decision, reason
+	}
+	challenge := func(errCode, desc string) string {
+		return oauth.Challenge(oauth.ResourceMetadataURL(origin, path), f.cfg.Auth.DefaultScopes(), errCode, desc)
+	}
 
 	token, err := oauth.BearerToken(r)
 	if errors.Is(err, oauth.ErrNoToken) {
-		w.Header().Set("WWW-Authenticate", oauth.Challenge(metadata, scopes, "", ""))
+		refuse(DecisionUnauthenticated, "no_token")
+		w.Header().Set("WWW-Authenticate", challenge("", ""))
 		msg := "This MCP server needs an OAuth access token; MCP clients get one by signing in through " + origin + "."
 		if r.URL.Query().Has("access_token") {
 			msg = "Send the access token in the Authorization header, not in the URL."
@@ -85,21 +91,30 @@ func (f *Front) authorize(w http.ResponseWriter, r *http.Request, t *tunnel.Tunn
 	}
 	switch {
 	case errors.Is(err, oauth.ErrInvalidToken):
-		w.Header().Set("WWW-Authenticate", oauth.Challenge(metadata, scopes, "invalid_token", "The access token is invalid, expired or revoked."))
+		refuse(DecisionUnauthenticated, "invalid_token")
+		w.Header().Set("WWW-Authenticate", challenge("invalid_token", "The access token is invalid, expired or revoked."))
 		writeError(w, r, http.StatusUnauthorized, "invalid_token", "The access token is invalid, expired or revoked.")
 		return nil
 	case errors.Is(err, oauth.ErrWrongResource):
-		w.Header().Set("WWW-Authenticate", oauth.Challenge(metadata, scopes, "invalid_token", "The access token is for another MCP server."))
+		// The token is genuine, for another server: whose it is goes on record.
+		refuse(DecisionUnauthenticated, "wrong_resource")
+		if access != nil {
+			tr.info.user, tr.info.client, tr.info.clientID = access.UserID, access.ClientName, access.ClientID
+		}
+		w.Header().Set("WWW-Authenticate", challenge("invalid_token", "The access token is for another MCP server."))
 		writeError(w, r, http.StatusUnauthorized, "invalid_token", "The access token was issued for another MCP server.")
 		return nil
 	case err != nil:
+		refuse(DecisionError, "token_check")
 		f.cfg.Logger.Error("checking an access token failed", "err", err)
 		writeError(w, r, http.StatusInternalServerError, "internal", "Checking the access token failed.")
 		return nil
 	}
 
 	// Without a policy, a tunnel serves its owner only; with one, the policy decides.
-	if f.cfg.Policy == nil && access.UserID != t.Owner() {
+	if f.cfg.Policy == nil && access.UserID != tr.t.Owner() {
+		refuse(string(authz.Deny), "not_shared")
+		tr.info.user, tr.info.client, tr.info.clientID = access.UserID, access.ClientName, access.ClientID
 		writeError(w, r, http.StatusForbidden, "not_shared",
 			"This tunnel belongs to someone else and is not shared with you.")
 		return nil

@@ -1,15 +1,12 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
-	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -51,21 +48,23 @@ func TunnelTools(t *tunnel.Tunnel) *authz.Tools {
 	return t.Value(toolsKey{}, func() any { return authz.NewTools() }).(*authz.Tools)
 }
 
-// policyRequest is one request being decided: the policy, and the input every message of it
-// shares.
+// policyRequest is one request being decided: the policy, the input every message of it
+// shares, and the input of the message being decided (base plus the message's own fields),
+// kept here so that deciding a message allocates no Input.
 type policyRequest struct {
 	f      *Front
 	policy *authz.Policy
 	t      *tunnel.Tunnel
 	base   authz.Input
+	in     authz.Input
 }
 
 // decide runs the policy step. It answers the request itself and returns false when the
 // request may not go on; otherwise it returns the writer to use (wrapped to filter tools/list
 // answers when the request asks for any) and a function to call when the response is done.
-func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel, access *oauth.Access, info *requestInfo) (http.ResponseWriter, func(), bool) {
-	pr, err := f.newPolicyRequest(r, t, access)
-	if err != nil {
+func (f *Front) decide(w http.ResponseWriter, r *http.Request, tr *tunnelRequest, access *oauth.Access) (http.ResponseWriter, func(), bool) {
+	info, pr := &tr.info, &tr.policy
+	if err := f.newPolicyRequest(pr, r, tr, access); err != nil {
 		f.cfg.Logger.Error("preparing the policy input failed", "err", err)
 		writeError(w, r, http.StatusInternalServerError, "internal", "Deciding this request failed.")
 		return nil, nil, false
@@ -77,9 +76,10 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 		// GET (the server's event stream) and DELETE (ending a session) carry no JSON-RPC;
 		// they are decided as a method of their own, which the default policy allows to
 		// whoever may use the tunnel at all.
-		in := pr.base
+		in := &pr.in
+		*in = pr.base
 		in.Method = strings.ToLower(r.Method)
-		d, _ := pr.policy.Decide(&in)
+		d, _ := pr.policy.Decide(in)
 		info.method, info.decision, info.rule = in.Method, string(d.Effect), d.Rule
 		if d.Effect != authz.Allow {
 			writeError(w, r, http.StatusForbidden, "denied", denialText(d))
@@ -88,23 +88,26 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 		return w, func() {}, true
 	}
 
-	// One buffer of the announced size, not ReadAll's doubling from 512 bytes.
-	var buf bytes.Buffer
-	if n := r.ContentLength; n > 0 && n <= f.cfg.MaxBody {
-		buf.Grow(int(n) + bytes.MinRead)
+	// The body, read into a pooled buffer of the announced size (frontbody.go); it goes
+	// back to the pool when the request is done with it.
+	size := r.ContentLength
+	if size > f.cfg.MaxBody {
+		size = f.cfg.MaxBody
 	}
-	_, err = buf.ReadFrom(io.LimitReader(r.Body, f.cfg.MaxBody+1))
-	body := buf.Bytes()
-	if err != nil {
-		writeError(w, r, http.StatusBadRequest, "bad_body", "Reading the request body failed.")
-		return nil, nil, false
-	}
-	if int64(len(body)) > f.cfg.MaxBody {
+	sc := f.bodies.get(size)
+	tr.body.hold(&f.bodies, sc)
+	body, err := readBody(sc.buf, r.Body, f.cfg.MaxBody)
+	sc.buf = body
+	switch {
+	case errors.Is(err, errBodyTooLarge):
 		writeRPCError(w, http.StatusRequestEntityTooLarge, nil, -32600,
 			fmt.Sprintf("The request body is over %d bytes; toolgate does not forward what it cannot read whole.", f.cfg.MaxBody))
 		return nil, nil, false
+	case err != nil:
+		writeError(w, r, http.StatusBadRequest, "bad_body", "Reading the request body failed.")
+		return nil, nil, false
 	}
-	req, err := authz.Inspect(body, r.Header)
+	req, err := sc.insp.Inspect(body, r.Header)
 	if err != nil {
 		info.method, info.decision, info.rule = "(unreadable JSON-RPC)", "deny", "inspection"
 		var pe *authz.ParseError
@@ -119,7 +122,8 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 	var denied []deniedMessage
 	var stepUp *authz.Decision
 	var lists []authz.ListRequest
-	for _, m := range req.Messages {
+	for i := range req.Messages {
+		m := &req.Messages[i]
 		if m.IsResponse() {
 			continue // a client answering the server (sampling, elicitation): not a request
 		}
@@ -136,10 +140,11 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 		}
 		switch d.Effect {
 		case authz.Deny:
-			denied = append(denied, deniedMessage{m, d})
+			denied = append(denied, deniedMessage{*m, d})
 		case authz.StepUp:
 			if stepUp == nil {
-				stepUp = &d
+				first := d // a copy, so that only a step-up puts a Decision on the heap
+				stepUp = &first
 			}
 		}
 		if m.Method == "tools/list" && m.ID != nil {
@@ -148,11 +153,12 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 	}
 	// Scopes the methods need (oauth-method-scopes) come first: without them the client
 	// must ask its user again before anything else is worth deciding.
-	var need []string
-	for _, m := range req.Messages {
-		need = union(need, f.cfg.MethodScopes[m.Method])
-	}
-	if missing := missingScopes(access.Scopes, need); len(missing) > 0 {
+	if f.lacksMethodScopes(req, access.Scopes) {
+		var need []string
+		for _, m := range req.Messages {
+			need = union(need, f.cfg.MethodScopes[m.Method])
+		}
+		missing := missingScopes(access.Scopes, need)
 		info.decision, info.rule = string(authz.StepUp), "oauth-method-scopes"
 		stepUp = &authz.Decision{Effect: authz.StepUp, Rule: "oauth-method-scopes", Scopes: need,
 			Message: "This request needs the scope " + strings.Join(missing, " ") + "."}
@@ -172,14 +178,27 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel,
 		return nil, nil, false
 	}
 
-	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.Body = tr.body.reader()
 	if len(lists) == 0 {
 		return w, func() {}, true
 	}
 	// The generation is read before the request goes on: an answer that crosses a
 	// tools/list_changed on its way back is not learned from (Tools.LearnSince).
-	fw := &filterWriter{ResponseWriter: w, lists: lists, pr: pr, gen: TunnelTools(t).Generation()}
+	fw := &filterWriter{ResponseWriter: w, lists: lists, pr: pr, gen: TunnelTools(tr.t).Generation()}
 	return fw, fw.finish, true
+}
+
+// lacksMethodScopes reports whether some message's method needs a scope (MethodScopes) that
+// have lacks; it allocates nothing, so the usual request, which has them, pays nothing more.
+func (f *Front) lacksMethodScopes(req *authz.Request, have []string) bool {
+	for _, m := range req.Messages {
+		for _, s := range f.cfg.MethodScopes[m.Method] {
+			if !slices.Contains(have, s) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 type deniedMessage struct {
@@ -187,12 +206,15 @@ type deniedMessage struct {
 	d authz.Decision
 }
 
-func (f *Front) newPolicyRequest(r *http.Request, t *tunnel.Tunnel, access *oauth.Access) (*policyRequest, error) {
-	pr := &policyRequest{f: f, policy: f.cfg.Policy.Current(), t: t}
+// newPolicyRequest fills pr for a request: the policy in force and what every message's
+// decision shares.
+func (f *Front) newPolicyRequest(pr *policyRequest, r *http.Request, tr *tunnelRequest, access *oauth.Access) error {
+	t := tr.t
+	pr.f, pr.policy, pr.t = f, f.cfg.Policy.Current(), t
 	in := &pr.base
 	u, err := f.users.get(r.Context(), access.UserID)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	in.User.ID, in.User.Email, in.User.Groups = u.ID, u.Email, u.Groups
 	in.Client.ID = access.ClientID
@@ -200,22 +222,22 @@ func (f *Front) newPolicyRequest(r *http.Request, t *tunnel.Tunnel, access *oaut
 	in.Scopes = access.Scopes
 	in.Tunnel, in.Owner = t.Name(), t.Owner()
 	in.Shared = SharedWith(t.Shares(), u.Email, u.Groups)
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		in.SourceIP = ap.Addr().Unmap().String()
-	}
-	in.Time = time.Now()
+	in.SourceIP = tr.source
+	// The request's time is when it arrived, as on its audit record: one clock read fewer.
+	in.Time = tr.start
 	// An unknown sign-in time is an old one: a policy asking for a fresh sign-in must not
 	// take "unknown" for "just now".
 	in.AuthAge = time.Duration(math.MaxInt64)
 	if !access.AuthTime.IsZero() {
 		in.AuthAge = in.Time.Sub(access.AuthTime)
 	}
-	return pr, nil
+	return nil
 }
 
 // decideMessage decides one JSON-RPC request of the body, and says which class it counted as.
-func (pr *policyRequest) decideMessage(m authz.Message) (authz.Decision, authz.Class) {
-	in := pr.base
+func (pr *policyRequest) decideMessage(m *authz.Message) (authz.Decision, authz.Class) {
+	in := &pr.in
+	*in = pr.base
 	in.Method = m.Method
 	switch m.Method {
 	case "tools/call":
@@ -230,7 +252,7 @@ func (pr *policyRequest) decideMessage(m authz.Message) (authz.Decision, authz.C
 	case "resources/read":
 		in.Tool, in.Class = m.URI, authz.Read
 	}
-	d, errs := pr.policy.Decide(&in)
+	d, errs := pr.policy.Decide(in)
 	for _, err := range errs {
 		pr.f.cfg.Logger.Warn("policy rule failed to evaluate", "tunnel", in.Tunnel, "method", in.Method, "err", err)
 	}
@@ -253,9 +275,10 @@ func (pr *policyRequest) visible(name string, class authz.Class) bool {
 	if c, ok := pr.policy.ClassOverride(pr.t.Name(), name); ok {
 		class = c
 	}
-	in := pr.base
+	in := &pr.in
+	*in = pr.base
 	in.Method, in.Tool, in.Class = "tools/call", name, class
-	d, _ := pr.policy.Decide(&in)
+	d, _ := pr.policy.Decide(in)
 	return d.Effect != authz.Deny
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/toolgate/toolgate/authz"
 	"github.com/toolgate/toolgate/data"
+	"github.com/toolgate/toolgate/web"
 )
 
 // `toolgate audit list`: the durable audit log (data.AuditRecord), filtered, as a table or as
@@ -35,7 +36,7 @@ func auditList(ctx context.Context, env adminEnv, args []string, out io.Writer) 
 	user := fs.String("user", "", "only records of this user (email)")
 	tunnel := fs.String("tunnel", "", "only records of this tunnel")
 	tool := fs.String("tool", "", "only records of this tool")
-	decision := fs.String("decision", "", "only this decision: allow, deny or step_up")
+	decision := fs.String("decision", "", "only this decision: allow, deny, step_up, unauthenticated or error")
 	kind := fs.String("kind", "", "only this kind: mcp, sign_in, tunnel_open, denial, …")
 	since := fs.String("since", "", "only records at or after this time: a duration back from now (1h) or RFC 3339")
 	until := fs.String("until", "", "only records before this time: RFC 3339 or a duration back from now")
@@ -54,10 +55,10 @@ func auditList(ctx context.Context, env adminEnv, args []string, out io.Writer) 
 		Newest: *after == 0,
 		Limit:  *limit,
 	}
-	switch authz.Effect(q.Decision) {
-	case "", authz.Allow, authz.Deny, authz.StepUp:
+	switch q.Decision {
+	case "", string(authz.Allow), string(authz.Deny), string(authz.StepUp), web.DecisionUnauthenticated, web.DecisionError:
 	default:
-		return usageError{fmt.Sprintf("audit list: --decision %q: want allow, deny or step_up", q.Decision)}
+		return usageError{fmt.Sprintf("audit list: --decision %q: want allow, deny, step_up, unauthenticated or error", q.Decision)}
 	}
 	if *limit <= 0 {
 		return usageError{"audit list: --limit must be positive"}

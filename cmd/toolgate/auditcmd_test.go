@@ -182,6 +182,7 @@ func TestAuditListFilters(t *testing.T) {
 		{[]string{"--tool", "read_note"}, []uint64{2}},
 		{[]string{"--decision", "deny"}, []uint64{3}},
 		{[]string{"--decision", "step_up"}, []uint64{4}},
+		{[]string{"--decision", "unauthenticated"}, []uint64{}},
 		{[]string{"--kind", "mcp"}, []uint64{4, 3, 2}},
 		{[]string{"--kind", "mcp", "--user", "bob@example.com", "--tunnel", "files"}, []uint64{4}},
 		{[]string{"--since", "1h"}, []uint64{5, 4}},
@@ -220,7 +221,7 @@ func TestAuditListUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--decision", "maybe"}, `--decision "maybe": want allow, deny or step_up`},
+		{[]string{"--decision", "maybe"}, `--decision "maybe": want allow, deny, step_up, unauthenticated or error`},
 		{[]string{"--limit", "0"}, "--limit must be positive"},
 		{[]string{"--limit", "x"}, `invalid value "x" for flag -limit`},
 		{[]string{"--after", "-1"}, "invalid value"},
