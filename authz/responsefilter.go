@@ -92,6 +92,10 @@ func NewResponseFilter(w io.Writer, contentType string, lists []ListRequest, vis
 	return r
 }
 
+// Streaming reports whether the body is an event stream, filtered and passed on event by
+// event; otherwise it is buffered and nothing reaches the writer before Close.
+func (r *ResponseFilter) Streaming() bool { return r.sse }
+
 // SetLimit changes the limit on what the filter holds (a JSON body, one SSE event).
 func (r *ResponseFilter) SetLimit(n int) { r.limit = n }
 

@@ -378,6 +378,11 @@ type filterWriter struct {
 	filter  *authz.ResponseFilter
 	failed  bool
 	refused bool // the answer was encoded: a 502 went out instead
+	// A JSON answer is filtered whole when it ends, so its status is held back until then
+	// (held): a body that turns out unfilterable becomes a 502, not a 200 with nothing in it.
+	held  bool
+	code  int
+	wrote bool
 }
 
 var errEncodedAnswer = errors.New("web: an encoded tools/list answer is not passed on")
@@ -404,11 +409,27 @@ func (fw *filterWriter) WriteHeader(code int) {
 		// A first page replaces what was known: a tool the server dropped is forgotten, and
 		// one it re-annotated gets its new class, looser or stricter. A later page adds (and
 		// can only make a class stricter).
-		fw.filter = authz.NewResponseFilter(fw.ResponseWriter, ct, fw.lists, fw.pr.visible,
+		fw.filter = authz.NewResponseFilter(heldStatus{fw}, ct, fw.lists, fw.pr.visible,
 			func(result json.RawMessage, firstPage bool) error { return tools.LearnSince(fw.gen, result, firstPage) })
 		h.Del("Content-Length") // the filtered body is shorter
+		if !fw.filter.Streaming() {
+			fw.held, fw.code = true, code
+			return
+		}
 	}
+	fw.wrote = true
 	fw.ResponseWriter.WriteHeader(code)
+}
+
+// heldStatus is where the filter writes: a held status goes out before the first byte.
+type heldStatus struct{ fw *filterWriter }
+
+func (h heldStatus) Write(b []byte) (int, error) {
+	if !h.fw.wrote {
+		h.fw.wrote = true
+		h.fw.ResponseWriter.WriteHeader(h.fw.code)
+	}
+	return h.fw.ResponseWriter.Write(b)
 }
 
 func (fw *filterWriter) Write(b []byte) (int, error) {
@@ -427,20 +448,34 @@ func (fw *filterWriter) Write(b []byte) (int, error) {
 }
 
 func (fw *filterWriter) FlushError() error {
+	if fw.held {
+		return nil // nothing of a held answer goes out before it is filtered
+	}
 	return http.NewResponseController(fw.ResponseWriter).Flush()
 }
 
 func (fw *filterWriter) Unwrap() http.ResponseWriter { return fw.ResponseWriter }
 
-// finish ends the filtered body: a buffered JSON answer is written now.
+// finish ends the filtered body: a held JSON answer is written now, or a 502 if it could not
+// be filtered.
 func (fw *filterWriter) finish() {
-	if fw.filter != nil {
-		if err := fw.filter.Close(); err != nil && !fw.failed {
-			fw.pr.f.cfg.Logger.Warn("filtering a tools/list answer failed", "tunnel", fw.pr.t.Name(), "err", err)
+	if fw.filter == nil {
+		return
+	}
+	err := fw.filter.Close()
+	if err != nil && !fw.failed {
+		fw.pr.f.cfg.Logger.Warn("filtering a tools/list answer failed", "tunnel", fw.pr.t.Name(), "err", err)
+	}
+	if fw.held && !fw.wrote {
+		if err != nil {
+			writeRPCError(fw.ResponseWriter, http.StatusBadGateway, fw.lists[0].ID, -32603,
+				"The server behind this tunnel sent a tools/list answer that toolgate could not read.")
+		} else {
+			fw.ResponseWriter.WriteHeader(fw.code) // an empty body
 		}
-		if err := fw.filter.LearnErr(); err != nil && !errors.Is(err, authz.ErrStaleListing) {
-			fw.pr.f.cfg.Logger.Warn("learning the tools of a tools/list answer failed", "tunnel", fw.pr.t.Name(), "err", err)
-		}
+	}
+	if err := fw.filter.LearnErr(); err != nil && !errors.Is(err, authz.ErrStaleListing) {
+		fw.pr.f.cfg.Logger.Warn("learning the tools of a tools/list answer failed", "tunnel", fw.pr.t.Name(), "err", err)
 	}
 }
 

@@ -341,3 +341,28 @@ func TestPolicyEncodedAnswers(t *testing.T) {
 		t.Errorf("the server was asked for encodings %q, want %q", asked, want)
 	}
 }
+
+// TestPolicyUnreadableListAnswer: a JSON tools/list answer is filtered whole when it ends, and
+// its status waits for that, so one that can't be read (not JSON, or over the limit) becomes a
+// 502 JSON-RPC error rather than a 200 with an empty body; a readable one keeps its status.
+func TestPolicyUnreadableListAnswer(t *testing.T) {
+	pf := newPolicyFront(t)
+	for _, c := range []struct {
+		name, body   string
+		sent, status int
+		want         string
+	}{
+		{"not JSON", `{"jsonrpc":"2.0","id":1,"result":{"tools":[`, http.StatusOK, http.StatusBadGateway, `"code":-32603`},
+		{"readable, status kept", toolsAnswer("1", annotated("a", annRead)), http.StatusAccepted, http.StatusAccepted, `"name":"a"`},
+	} {
+		pf.setServe(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(c.sent)
+			io.WriteString(w, c.body) //nolint:errcheck
+		})
+		w := pf.do(nil, "friend", http.MethodPost, listRequest("1", ""))
+		if w.Code != c.status || !strings.Contains(w.Body.String(), c.want) {
+			t.Errorf("%s: %d %q; want %d with %s", c.name, w.Code, w.Body, c.status, c.want)
+		}
+	}
+}
