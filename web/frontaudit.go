@@ -136,7 +136,8 @@ func appendRequestLine(b []byte, start time.Time, elapsed time.Duration, r *http
 		note = "  <- check your local server"
 	}
 	if info != nil && info.method != "" {
-		// The whole line is made printable at the end: it carries names from the body.
+		// What comes from the request (names from the body) is made printable before the
+		// status goes on.
 		from := len(b)
 		b = start.AppendFormat(b, "15:04:05")
 		b = append(b, "  "...)
@@ -164,16 +165,16 @@ func appendRequestLine(b []byte, start time.Time, elapsed time.Duration, r *http
 		default:
 			b = append(b, info.decision...)
 		}
-		b = strconv.AppendInt(append(b, "  "...), int64(status), 10)
-		b = appendDuration(append(b, "  "...), roundDuration(elapsed))
-		b = appendSize(append(b, "  "...), rec.bytes)
-		b = append(b, note...)
 		for i := from; i < len(b); i++ {
 			if b[i] < 0x20 || b[i] > 0x7e {
 				b[i] = '?'
 			}
 		}
-		return b
+		// The rest is ours, and the duration may say "µs".
+		b = strconv.AppendInt(append(b, "  "...), int64(status), 10)
+		b = appendDuration(append(b, "  "...), roundDuration(elapsed))
+		b = appendSize(append(b, "  "...), rec.bytes)
+		return append(b, note...)
 	}
 	b = start.AppendFormat(b, "15:04:05")
 	b = append(b, "  "...)

@@ -388,8 +388,9 @@ func requestLineReference(start time.Time, elapsed time.Duration, r *http.Reques
 		if info.client != "" {
 			who += " via " + strconv.Quote(info.client)
 		}
-		return printable(fmt.Sprintf("%s  %s  %s  %s  %d  %s  %s%s", start.Format("15:04:05"), who, what, decision, status,
-			round(elapsed), size(rec.bytes), note))
+		// The request's parts are made printable; the duration keeps its "µs".
+		return printable(fmt.Sprintf("%s  %s  %s  %s", start.Format("15:04:05"), who, what, decision)) +
+			fmt.Sprintf("  %d  %s  %s%s", status, round(elapsed), size(rec.bytes), note)
 	}
 	return fmt.Sprintf("%s  %-6s %-24s %d  %7s  %s%s", start.Format("15:04:05"), printable(r.Method), path, status,
 		round(elapsed), size(rec.bytes), note)
