@@ -102,20 +102,20 @@ type benchProxy struct {
 	local  *httptest.Server
 }
 
-func newBenchProxy(b *testing.B, cipher string, tlsFront bool) *benchProxy {
-	b.Helper()
-	local := benchLocalServer(b)
-	p := newBenchSSH(b, cipher)
-	go serveForwards(p.clientChans, local.Listener.Addr().String())
-
-	st, err := data.Open(data.Config{Path: filepath.Join(b.TempDir(), "bench.db"), NoSync: true})
+// openSSHTunnel opens a tunnel whose streams are forwarded-tcpip channels over a real x/crypto
+// SSH connection with cipher, each connected by a stand-in ssh client to local (host:port).
+func openSSHTunnel(tb testing.TB, cipher, local string) *Tunnel {
+	tb.Helper()
+	p := newBenchSSH(tb, cipher)
+	go serveForwards(p.clientChans, local)
+	st, err := data.Open(data.Config{Path: filepath.Join(tb.TempDir(), "bench.db"), NoSync: true})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() { st.Close() })
+	tb.Cleanup(func() { st.Close() })
 	reg, err := NewRegistry(Config{Domain: "toolgate.localhost", Names: st})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	fwd, err := reg.Open(context.Background(), OpenRequest{
 		Owner:     "bench",
@@ -126,8 +126,15 @@ func newBenchProxy(b *testing.B, cipher string, tlsFront bool) *benchProxy {
 		Hint:      "bench",
 	})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
+	return fwd.Tunnel()
+}
+
+func newBenchProxy(b *testing.B, cipher string, tlsFront bool) *benchProxy {
+	b.Helper()
+	local := benchLocalServer(b)
+	tun := openSSHTunnel(b, cipher, local.Listener.Addr().String())
 	proxy, err := NewProxy(ProxyConfig{})
 	if err != nil {
 		b.Fatal(err)
@@ -135,7 +142,7 @@ func newBenchProxy(b *testing.B, cipher string, tlsFront bool) *benchProxy {
 	b.Cleanup(proxy.CloseIdleConnections)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		from, _ := netip.ParseAddrPort(r.RemoteAddr)
-		proxy.Serve(w, r, fwd.Tunnel(), from)
+		proxy.Serve(w, r, tun, from)
 	})
 	var front *httptest.Server
 	if tlsFront {

@@ -10,7 +10,6 @@ import (
 	"net/http/httptrace"
 	"net/netip"
 	"net/textproto"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,8 +17,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-
-	"github.com/toolgate/toolgate/data"
 )
 
 // relayRig is a front server whose handler is Proxy.Serve, one tunnel over a real x/crypto SSH
@@ -47,32 +44,15 @@ func newRelayRig(t *testing.T, local http.Handler, cfg ProxyConfig, localIdle ti
 	rig.local.Start()
 	t.Cleanup(rig.local.Close)
 
-	p := newBenchSSH(t, ssh.CipherAES128GCM)
-	go serveForwards(p.clientChans, rig.local.Listener.Addr().String())
-	st, err := data.Open(data.Config{Path: filepath.Join(t.TempDir(), "relay.db"), NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	reg, err := NewRegistry(Config{Domain: "toolgate.localhost", Names: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fwd, err := reg.Open(context.Background(), OpenRequest{
-		Owner: "relay", Conn: &fakeConn{},
-		Dialer:   &SSHForward{Conn: p.server, BindAddr: "localhost", BindPort: 10001},
-		BindAddr: "localhost", LocalHost: "localhost:10001", Hint: "relay",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tun := openSSHTunnel(t, ssh.CipherAES128GCM, rig.local.Listener.Addr().String())
+	var err error
 	if rig.proxy, err = NewProxy(cfg); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(rig.proxy.CloseIdleConnections)
 	rig.front = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		from, _ := netip.ParseAddrPort(r.RemoteAddr)
-		rig.proxy.Serve(w, r, fwd.Tunnel(), from)
+		rig.proxy.Serve(w, r, tun, from)
 	}))
 	t.Cleanup(rig.front.Close)
 	rig.client = rig.front.Client()

@@ -62,25 +62,8 @@ type benchAudit struct{}
 func (benchAudit) Append(data.AuditRecord) {}
 
 func BenchmarkServeTunnel(b *testing.B) {
-	st, err := data.Open(data.Config{Path: filepath.Join(b.TempDir(), "b.db"), NoSync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	u, err := st.CreateUser(context.Background(), data.User{Email: "bench@bench.test"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	reg, err := tunnel.NewRegistry(tunnel.Config{Domain: "bench.localhost", Names: st})
-	if err != nil {
-		b.Fatal(err)
-	}
-	fwd, err := reg.Open(context.Background(), tunnel.OpenRequest{Owner: u.ID, Conn: benchConn{}, Dialer: benchDialer{},
-		BindAddr: "bench", LocalHost: "localhost:80"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer fwd.Close()
+	st, reg, _, users := openTestTunnel(b, "bench.localhost", "bench", "bench@bench.test")
+	u := users[0]
 	access := &oauth.Access{UserID: u.ID, ClientID: "c", ClientName: "bench", Scopes: []string{"mcp"},
 		Resource: "https://bench.bench.localhost", AuthTime: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}
 	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ping","arguments":{"q":"` + strings.Repeat("x", 900) + `"}}}`

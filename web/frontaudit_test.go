@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -80,30 +79,8 @@ type testTunnel struct {
 
 func newTestTunnel(t *testing.T) *testTunnel {
 	t.Helper()
-	st, err := data.Open(data.Config{Path: filepath.Join(t.TempDir(), "t.db"), NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	owner, err := st.CreateUser(context.Background(), data.User{Email: "owner@test.example"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stranger, err := st.CreateUser(context.Background(), data.User{Email: "stranger@test.example"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := tunnel.NewRegistry(tunnel.Config{Domain: "test.localhost", Names: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fwd, err := reg.Open(context.Background(), tunnel.OpenRequest{Owner: owner.ID, Conn: benchConn{}, Dialer: benchDialer{},
-		BindAddr: "tun", LocalHost: "localhost:80"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fwd.Close() })
-	return &testTunnel{st: st, reg: reg, owner: owner, stranger: stranger}
+	st, reg, _, users := openTestTunnel(t, "test.localhost", "tun", "owner@test.example", "stranger@test.example")
+	return &testTunnel{st: st, reg: reg, owner: users[0], stranger: users[1]}
 }
 
 func (tt *testTunnel) front(t *testing.T, cfg FrontConfig) *Front {

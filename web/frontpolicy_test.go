@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	"github.com/toolgate/toolgate/authz"
-	"github.com/toolgate/toolgate/data"
 	"github.com/toolgate/toolgate/oauth"
 	"github.com/toolgate/toolgate/tunnel"
 )
@@ -39,33 +37,16 @@ type policyFront struct {
 
 func newPolicyFront(t *testing.T) *policyFront {
 	t.Helper()
-	st, err := data.Open(data.Config{Path: filepath.Join(t.TempDir(), "t.db"), NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st, reg, fwd, users := openTestTunnel(t, "test.localhost", "tools", "owner@test.local", "friend@test.local")
 	tokens := testTokens{}
-	for _, name := range []string{"owner", "friend"} {
-		u, err := st.CreateUser(context.Background(), data.User{Email: name + "@test.local"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tokens[name] = &oauth.Access{UserID: u.ID, ClientID: "c", ClientName: "test", Scopes: []string{"mcp"},
+	for i, name := range []string{"owner", "friend"} {
+		tokens[name] = &oauth.Access{UserID: users[i].ID, ClientID: "c", ClientName: "test", Scopes: []string{"mcp"},
 			Resource: "https://tools.test.localhost", AuthTime: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}
 	}
-	reg, err := tunnel.NewRegistry(tunnel.Config{Domain: "test.localhost", Names: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fwd, err := reg.Open(context.Background(), tunnel.OpenRequest{Owner: tokens["owner"].UserID, Conn: benchConn{},
-		Dialer: benchDialer{}, BindAddr: "tools", LocalHost: "localhost:80"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fwd.Close() })
 	fwd.Tunnel().SetCommandShares(benchConn{}, []string{"friend@test.local"})
 
 	pf := &policyFront{t: fwd.Tunnel()}
+	var err error
 	pf.f, err = NewFront(FrontConfig{Domain: "test.localhost", Tunnels: reg, Proxy: pf, Auth: tokens,
 		Policy: benchPolicy{authz.DefaultPolicy(time.Hour)}, Users: st})
 	if err != nil {

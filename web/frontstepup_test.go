@@ -1,18 +1,14 @@
 package web
 
 import (
-	"context"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/toolgate/toolgate/authz"
-	"github.com/toolgate/toolgate/data"
 	"github.com/toolgate/toolgate/oauth"
-	"github.com/toolgate/toolgate/tunnel"
 )
 
 // stepUpTokens is a TokenChecker that records what it is told of step-up challenges.
@@ -36,25 +32,8 @@ func (s *stepUpTokens) StepUpIssued(a *oauth.Access, rule string) {
 // The authorization server hears of every step-up challenge the policy step answers, with the
 // token's Access and the rule, and of nothing else: an allowed call is not a step-up.
 func TestStepUpIsReportedToTheAuthorizationServer(t *testing.T) {
-	st, err := data.Open(data.Config{Path: filepath.Join(t.TempDir(), "t.db"), NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	u, err := st.CreateUser(context.Background(), data.User{Email: "owner@example.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := tunnel.NewRegistry(tunnel.Config{Domain: "test.localhost", Names: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fwd, err := reg.Open(context.Background(), tunnel.OpenRequest{Owner: u.ID, Conn: benchConn{}, Dialer: benchDialer{},
-		BindAddr: "notes", LocalHost: "localhost:80"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fwd.Close()
+	st, reg, _, users := openTestTunnel(t, "test.localhost", "notes", "owner@example.test")
+	u := users[0]
 
 	for _, tc := range []struct {
 		name     string
