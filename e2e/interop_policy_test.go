@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/toolgate/toolgate/e2e/sshtest"
 )
 
 // TestTypeScriptSDKClientPolicy: the built-in policy as the MCP TypeScript SDK v1 client sees it
@@ -86,19 +88,26 @@ func TestTypeScriptSDKClientStepUp(t *testing.T) {
 	}
 }
 
-func testTypeScriptSDKStepUp(t *testing.T, dir string, refreshTokens bool) {
-	const maxAuthAge = 4 * time.Second
+// stepUpInterop is a toolgate whose sign-ins are old after maxAuthAge, the notes server behind
+// a tunnel that stepper@e2e.test owns (with its ssh session, whose terminal the tests read),
+// and that owner's interop client setup.
+func stepUpInterop(t *testing.T, maxAuthAge time.Duration) (*interopOAuth, *notesServer, *sshtest.Client) {
 	in := startOAuth(t, "--max-auth-age", maxAuthAge.String())
 	ns := startNotesServer(t)
 	const email = "stepper@e2e.test"
 	mcpURL, ssh := policyTunnelSSH(t, in, email, ns)
-	o := &interopOAuth{
+	return &interopOAuth{
 		in:     in,
 		email:  email,
 		mcpURL: mcpURL,
 		link:   in.signInLink(t, email),
 		issuer: "https://" + in.domain + ":" + in.httpsPort(),
-	}
+	}, ns, ssh
+}
+
+func testTypeScriptSDKStepUp(t *testing.T, dir string, refreshTokens bool) {
+	const maxAuthAge = 4 * time.Second
+	o, ns, ssh := stepUpInterop(t, maxAuthAge)
 	const clientName = "toolgate e2e TypeScript SDK step-up client"
 	var res struct {
 		Tools     []string
@@ -121,7 +130,7 @@ func testTypeScriptSDKStepUp(t *testing.T, dir string, refreshTokens bool) {
 		Authorizations int
 	}
 	o.runClient(t, dir, "ts-sdk-stepup.mjs", map[string]any{
-		"clientName": clientName, "email": email, "password": "a long e2e password",
+		"clientName": clientName, "email": o.email, "password": "a long e2e password",
 		"maxAuthAgeMs": maxAuthAge.Milliseconds(), "refreshTokens": refreshTokens,
 	}, &res)
 
@@ -182,14 +191,14 @@ func testTypeScriptSDKStepUp(t *testing.T, dir string, refreshTokens bool) {
 	// The owner's terminal and the audit log show the step-up, and the second sign-in.
 	want := `stepper@e2e.test via "` + clientName + `"  tools/call delete_all [destructive]  STEP-UP by "fresh-sign-in-for-destructive"  403`
 	waitFor(t, 5*time.Second, "the terminal line "+want, func() bool { return strings.Contains(ssh.Output(), want) })
-	tunnel := strings.Split(strings.TrimPrefix(mcpURL, "https://"), ".")[0]
+	tunnel := strings.Split(strings.TrimPrefix(o.mcpURL, "https://"), ".")[0]
 	waitFor(t, 10*time.Second, "the step-up in the audit log", func() bool {
-		out, _, _ := in.adminRun("audit", "list", "--tunnel", tunnel, "--tool", "delete_all", "--json")
+		out, _, _ := o.in.adminRun("audit", "list", "--tunnel", tunnel, "--tool", "delete_all", "--json")
 		return strings.Count(out, `"decision":"allow"`) == 2 && strings.Count(out, `"decision":"step_up"`) == 1 &&
 			strings.Contains(out, `"rule":"fresh-sign-in-for-destructive"`)
 	})
 	waitFor(t, 10*time.Second, "the password sign-in in the audit log", func() bool {
-		out, _, _ := in.adminRun("audit", "list", "--user", email, "--limit", "1000", "--json")
+		out, _, _ := o.in.adminRun("audit", "list", "--user", o.email, "--limit", "1000", "--json")
 		return strings.Contains(out, `"detail":"signed in with password"`)
 	})
 	refused := 0
@@ -197,7 +206,7 @@ func testTypeScriptSDKStepUp(t *testing.T, dir string, refreshTokens bool) {
 		refused = 1
 	}
 	waitFor(t, 10*time.Second, fmt.Sprintf("%d refused refresh in the audit log", refused), func() bool {
-		out, _, _ := in.adminRun("audit", "list", "--kind", "token_refresh_refused", "--json")
+		out, _, _ := o.in.adminRun("audit", "list", "--kind", "token_refresh_refused", "--json")
 		return strings.Count(out, `"kind":"token_refresh_refused"`) == refused &&
 			(refused == 0 || strings.Contains(out, `"rule":"fresh-sign-in-for-destructive"`))
 	})
@@ -212,17 +221,7 @@ func testTypeScriptSDKStepUp(t *testing.T, dir string, refreshTokens bool) {
 func TestMCPRemoteStepUp(t *testing.T) {
 	dir := requireInteropClients(t)
 	const maxAuthAge = 6 * time.Second // mcp-remote's first connection takes longer than the SDK's
-	in := startOAuth(t, "--max-auth-age", maxAuthAge.String())
-	ns := startNotesServer(t)
-	const email = "stepper@e2e.test"
-	mcpURL, ssh := policyTunnelSSH(t, in, email, ns)
-	o := &interopOAuth{
-		in:     in,
-		email:  email,
-		mcpURL: mcpURL,
-		link:   in.signInLink(t, email),
-		issuer: "https://" + in.domain + ":" + in.httpsPort(),
-	}
+	o, ns, ssh := stepUpInterop(t, maxAuthAge)
 	var res struct {
 		MCPRemoteVersion string
 		Tools            []string
@@ -240,7 +239,7 @@ func TestMCPRemoteStepUp(t *testing.T) {
 		}
 	}
 	o.runClient(t, dir, "mcp-remote-stepup.mjs", map[string]any{
-		"email": email, "password": "a long e2e password", "maxAuthAgeMs": maxAuthAge.Milliseconds(),
+		"email": o.email, "password": "a long e2e password", "maxAuthAgeMs": maxAuthAge.Milliseconds(),
 	}, &res)
 
 	if !slices.Equal(res.Tools, []string{"delete_all", "read_notes", "write_note"}) {
@@ -277,7 +276,7 @@ func TestMCPRemoteStepUp(t *testing.T) {
 	want := `stepper@e2e.test via "MCP CLI Proxy"  tools/call delete_all [destructive]  STEP-UP by "fresh-sign-in-for-destructive"  403`
 	waitFor(t, 5*time.Second, "the terminal line "+want, func() bool { return strings.Contains(ssh.Output(), want) })
 	waitFor(t, 10*time.Second, "one refused refresh in the audit log", func() bool {
-		out, _, _ := in.adminRun("audit", "list", "--kind", "token_refresh_refused", "--json")
+		out, _, _ := o.in.adminRun("audit", "list", "--kind", "token_refresh_refused", "--json")
 		return strings.Count(out, `"kind":"token_refresh_refused"`) == 1 && strings.Contains(out, `"rule":"fresh-sign-in-for-destructive"`)
 	})
 }

@@ -6,6 +6,7 @@
 
 import { createServer } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 
 // callbackListener is the client's loopback redirect URI: an HTTP server on 127.0.0.1 and a free
 // port that answers GET /callback with a small page, as a CLI MCP client's listener does.
@@ -164,4 +165,19 @@ export function fmtTrace(trace) {
       return s;
     })
     .join('\n');
+}
+
+// firstAuthorization is a client's first connection: refused with UnauthorizedError after
+// exactly one authorization (the person consents in Chromium through prov), whose code the
+// transport then exchanges, as the SDK's example client does.
+export async function firstAuthorization(newTransport, connect, prov) {
+  const t = newTransport();
+  try {
+    await connect(t);
+    throw new Error('connected without authorization');
+  } catch (e) {
+    if (!(e instanceof UnauthorizedError)) throw e;
+  }
+  if (prov.authorizations.length !== 1) throw new Error(`UnauthorizedError after ${prov.authorizations.length} authorizations, want 1`);
+  await t.finishAuth(prov.authorizations[0].code);
 }

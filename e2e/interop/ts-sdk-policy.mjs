@@ -14,10 +14,9 @@
 import './resolve-localhost.mjs';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { authorize, checkCallback, signIn } from './oauth-browser.mjs';
-import { InMemoryProvider, callbackListener, fmtTrace, tracingFetch } from './ts-sdk-harness.mjs';
+import { InMemoryProvider, callbackListener, firstAuthorization, fmtTrace, tracingFetch } from './ts-sdk-harness.mjs';
 
 export default async function run({ page, args }) {
   const { mcpURL, signinLink, issuer } = args ?? {};
@@ -45,15 +44,7 @@ export default async function run({ page, args }) {
 
   try {
     step = 'authorization';
-    const t1 = newTransport();
-    try {
-      await connect(t1);
-      throw new Error('connected without authorization');
-    } catch (e) {
-      if (!(e instanceof UnauthorizedError)) throw e;
-    }
-    if (prov.authorizations.length !== 1) throw new Error(`UnauthorizedError after ${prov.authorizations.length} authorizations, want 1`);
-    await t1.finishAuth(prov.authorizations[0].code);
+    await firstAuthorization(newTransport, connect, prov);
     const client = await connect(newTransport());
 
     step = 'tools/list';

@@ -41,7 +41,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { authorize, checkCallback, setPassword, signIn, signInWithPassword } from './oauth-browser.mjs';
-import { InMemoryProvider, InvalidatingProvider, callbackListener, fmtTrace, tracingFetch } from './ts-sdk-harness.mjs';
+import { InMemoryProvider, InvalidatingProvider, callbackListener, firstAuthorization, fmtTrace, tracingFetch } from './ts-sdk-harness.mjs';
 
 export default async function run({ page, args }) {
   const { mcpURL, signinLink, issuer, email, password, maxAuthAgeMs } = args ?? {};
@@ -95,15 +95,7 @@ export default async function run({ page, args }) {
 
   try {
     step = 'first authorization';
-    const t1 = newTransport();
-    try {
-      await connect(t1);
-      throw new Error('connected without authorization');
-    } catch (e) {
-      if (!(e instanceof UnauthorizedError)) throw e;
-    }
-    if (prov.authorizations.length !== 1) throw new Error(`UnauthorizedError after ${prov.authorizations.length} authorizations, want 1`);
-    await t1.finishAuth(prov.authorizations[0].code);
+    await firstAuthorization(newTransport, connect, prov);
     if (refreshTokens && !prov.tok?.refresh_token) throw new Error('toolgate issued no refresh token to a client registered with the refresh_token grant');
     if (!refreshTokens && prov.tok?.refresh_token) throw new Error('toolgate issued a refresh token to a client registered without the refresh_token grant');
     const firstTokens = prov.tok;
