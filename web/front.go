@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -240,6 +241,16 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 	// 5. Forward.
 	f.cfg.Proxy.Serve(w, r, t, tr.from)
 	done()
+
+	// A response whose declared length has been written is complete: send it before the
+	// owner's line and the audit record (finish, deferred) are made, so that they are not on
+	// the client's critical path. Not otherwise: a chunked body's last chunk, or HTTP/2's end
+	// of stream, would then go out in a write of its own.
+	if r.ProtoMajor == 1 {
+		if cl := tr.rec.Header().Get("Content-Length"); cl != "" && cl == strconv.FormatInt(tr.rec.bytes, 10) {
+			tr.rec.FlushError() //nolint:errcheck // a client gone is finish's to record
+		}
+	}
 }
 
 // tunnelRequest is what the tunnel path keeps about one request from the token step on, in
