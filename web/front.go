@@ -247,7 +247,7 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 	// the client's critical path. Not otherwise: a chunked body's last chunk, or HTTP/2's end
 	// of stream, would then go out in a write of its own.
 	if r.ProtoMajor == 1 {
-		if cl := tr.rec.Header().Get("Content-Length"); cl != "" && cl == strconv.FormatInt(tr.rec.bytes, 10) {
+		if n, err := strconv.ParseInt(tr.rec.Header().Get("Content-Length"), 10, 64); err == nil && n == tr.rec.bytes {
 			tr.rec.FlushError() //nolint:errcheck // a client gone is finish's to record
 		}
 	}
