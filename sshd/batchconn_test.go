@@ -58,7 +58,7 @@ func (c *countingConn) Write(p []byte) (int, error) {
 func TestBatchConnOrderAndCoalescing(t *testing.T) {
 	a, b := tcpPair(t)
 	cc := &countingConn{Conn: a}
-	bc := newBatchConn(cc)
+	bc := newBatchConn(cc, newBatchConnPool())
 
 	const n = 2000
 	var want bytes.Buffer
@@ -109,7 +109,7 @@ func TestBatchConnBackpressureAndStuckClose(t *testing.T) {
 	// loopback autotuning allows.
 	a.(*net.TCPConn).SetWriteBuffer(16 << 10)
 	b.(*net.TCPConn).SetReadBuffer(16 << 10)
-	bc := newBatchConn(a)
+	bc := newBatchConn(a, newBatchConnPool())
 	chunk := make([]byte, 32<<10)
 	wrote := make(chan int64)
 	var accepted atomic.Int64
@@ -166,7 +166,7 @@ func TestBatchConnStickyError(t *testing.T) {
 	a, b := tcpPair(t)
 	b.Close()
 	a.(*net.TCPConn).SetLinger(0)
-	bc := newBatchConn(a)
+	bc := newBatchConn(a, newBatchConnPool())
 	a.Close() // writes on a closed socket fail at once
 	var err error
 	for i := 0; i < 100 && err == nil; i++ {
@@ -182,12 +182,13 @@ func TestBatchConnStickyError(t *testing.T) {
 	}
 }
 
-// An idle batchConn holds no goroutine: the flusher exits when the queue is empty.
+// An idle batchConn holds no goroutine and no buffer: the flusher exits when the queue is
+// empty and gives its buffers back to the pool.
 func TestBatchConnIdleHasNoGoroutine(t *testing.T) {
 	a, b := tcpPair(t)
 	go io.Copy(io.Discard, b)
 	before := runtime.NumGoroutine()
-	bc := newBatchConn(a)
+	bc := newBatchConn(a, newBatchConnPool())
 	for i := 0; i < 100; i++ {
 		bc.Write([]byte("packet"))
 	}
@@ -204,5 +205,10 @@ func TestBatchConnIdleHasNoGoroutine(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	bc.mu.Lock()
+	if bc.pending != nil || bc.spare != nil {
+		t.Errorf("idle batchConn holds buffers: pending cap %d, spare cap %d", cap(bc.pending), cap(bc.spare))
+	}
+	bc.mu.Unlock()
 	bc.Close()
 }

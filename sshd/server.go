@@ -97,6 +97,8 @@ type Server struct {
 	handshakes map[string]int
 	closed     bool
 	wg         sync.WaitGroup
+
+	writeBufs *sync.Pool // batchConn buffers, shared so idle connections hold none
 }
 
 // Extension keys under which authentication hands the identity to the connection.
@@ -152,6 +154,7 @@ func New(cfg Config) (*Server, error) {
 		conns:      make(map[*conn]struct{}),
 		perOwner:   make(map[string]int),
 		handshakes: make(map[string]int),
+		writeBufs:  newBatchConnPool(),
 	}
 	// VerifiedPublicKeyCallback is set per connection, in handle: key linking needs the socket.
 	s.sshCfg = &ssh.ServerConfig{
@@ -271,7 +274,7 @@ func (s *Server) handle(nc net.Conn) {
 
 	// x/crypto has no handshake timeout: a deadline on the socket is the way to bound it.
 	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	nc = newBatchConn(nc)
+	nc = newBatchConn(nc, s.writeBufs)
 	cfg := *s.sshCfg
 	attempt := new(linkAttempt)
 	cfg.VerifiedPublicKeyCallback = func(_ ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
