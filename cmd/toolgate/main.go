@@ -58,14 +58,18 @@ const usage = `usage:
   toolgate version           print the version
   toolgate serve -h          list the settings (flags, TOOLGATE_* variables, config file keys)`
 
-// defaultGCPercent is the garbage collector's target when GOGC is not set: collect when the heap
-// has grown 2× past what was live, not 1× (Go's default). x/crypto/ssh allocates every SSH packet
-// it receives afresh, 32 KiB and more for bulk data, so a tunnel moving 300 MB/s allocates
-// 300 MB/s, and with Go's default a proxy's small heap is collected every few milliseconds.
-// Measured (docs/PERFORMANCE.md): bulk through a tunnel +21% and CPU per MB −19% at 200; 400
-// gains more (+33%) but its uncollected garbage pushes resident memory per idle tunnel from 65
-// to about 90 KiB, where 200 stays at 81. Set GOGC (and GOMEMLIMIT) to choose otherwise.
-const defaultGCPercent = 200
+// The garbage collector's target when GOGC is not set: a gcTuner keeps it between Go's default
+// and gcMaxPercent, letting at most gcHeadroom bytes of garbage pile up between collections.
+// x/crypto/ssh allocates every SSH packet it receives afresh, 32 KiB and more for bulk data, so
+// a tunnel moving 300 MB/s allocates 300 MB/s, and at Go's default a proxy's small heap is
+// collected every few milliseconds. Measured (docs/PERFORMANCE.md): bulk through a tunnel +21%
+// and CPU per MB −19% at 200 against 100. A fixed 200 made a server with 1,000 idle tunnels
+// keep up to twice their 60 MB as uncollected garbage; the tuner falls back to 100 there. Set
+// GOGC (and GOMEMLIMIT) to choose otherwise.
+const (
+	gcMaxPercent = 200
+	gcHeadroom   = 32 << 20
+)
 
 func runServe(args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
 	s, err := loadSettings(args, env, stderr)
@@ -78,7 +82,9 @@ func runServe(args []string, stdout, stderr io.Writer, env func(string) (string,
 	}
 	log := newLogger(s, stderr)
 	if v, _ := env("GOGC"); v == "" {
-		debug.SetGCPercent(defaultGCPercent)
+		t := newGCTuner(100, gcMaxPercent, gcHeadroom)
+		t.start()
+		defer t.stop()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
