@@ -188,6 +188,13 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 		return
 	}
 
+	// From here on, whatever happens but a preflight is a line on the owner's terminal and,
+	// once the token step has run or the origin was refused, an audit record: who asked for
+	// what, what was decided, and how it went. Everything the steps note about the request is
+	// in tr, one allocation.
+	tr := &tunnelRequest{start: start, t: t}
+	tr.from, tr.source = sourceAddr(r.RemoteAddr)
+
 	// 2. Origin and CORS. Browsers send Origin on cross-origin requests and on every POST; a
 	// page on another site must not be able to drive an MCP server through the tunnel, so an
 	// Origin is either allowed or refused here, before anything reaches the local server.
@@ -195,8 +202,14 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 	// answered here, before any token check: browsers send them without credentials.
 	if origin := r.Header.Get("Origin"); origin != "" {
 		if !f.originAllowed(origin, r.Host) {
-			writeError(w, r, http.StatusForbidden, "origin_not_allowed",
+			// A denial like any other (decision deny, rule origin_not_allowed), through the
+			// refusal gate: any web page can make a visitor's browser send these.
+			tr.rec.ResponseWriter = w
+			tr.info.refused, tr.info.decision, tr.info.rule = true, "deny", "origin_not_allowed"
+			tr.info.origin = origin
+			writeError(&tr.rec, r, http.StatusForbidden, "origin_not_allowed",
 				fmt.Sprintf("Requests from the web origin %q may not use this tunnel.", origin))
+			f.finish(tr, r)
 			return
 		}
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
@@ -205,12 +218,6 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 		}
 		w = &corsWriter{ResponseWriter: w, origin: origin}
 	}
-
-	// From here on, whatever happens is a line on the owner's terminal and, once the token
-	// step has run, an audit record: who asked for what, what was decided, and how it went.
-	// Everything the steps note about the request is in tr, one allocation.
-	tr := &tunnelRequest{start: start, t: t}
-	tr.from, tr.source = sourceAddr(r.RemoteAddr)
 	tr.rec.ResponseWriter = w
 	w = &tr.rec
 	defer f.finish(tr, r)

@@ -28,8 +28,11 @@ type requestInfo struct {
 	decision, rule string          // "" when no policy decided
 	more           int             // further requests in a batch
 	args           json.RawMessage // the first tools/call's arguments, as sent (aliases the body)
-	// refused is set when the token step refused the request: decision and rule say why.
+	// refused is set when the token step, or the origin check, refused the request: decision
+	// and rule say why.
 	refused bool
+	// origin is the browser origin the origin check refused, for the record's detail.
+	origin string
 }
 
 // Decisions recorded for requests the token step refuses, besides "deny" (403: a valid token
@@ -67,6 +70,9 @@ func (f *Front) audit(tr *tunnelRequest, r *http.Request, elapsed time.Duration)
 		// What was asked, since no body was read: the HTTP method and path (never the query,
 		// where a misguided client may have put its token).
 		ar.Detail = refusedDetail(r)
+		if info.origin != "" {
+			ar.Detail += " from origin " + printableCut(info.origin, 200)
+		}
 		f.refusals.record(ar, tr.source)
 		return
 	}
@@ -91,6 +97,15 @@ func refusedDetail(r *http.Request) string {
 		path = path[:197] + "..."
 	}
 	return string(appendPrintable(b, path))
+}
+
+// printableCut is s made printable and cut to about max bytes, for text from a request that
+// goes into a record.
+func printableCut(s string, max int) string {
+	if len(s) > max {
+		s = s[:max-3] + "..."
+	}
+	return string(appendPrintable(nil, s))
 }
 
 // sourceAddr parses a request's RemoteAddr: the address for the proxy, and the IP as text
@@ -204,6 +219,9 @@ func appendRequestLine(b []byte, start time.Time, elapsed time.Duration, r *http
 		}
 	}
 	b = appendSize(append(b, "  "...), rec.bytes)
+	if info != nil && info.refused && info.decision == "deny" {
+		b = strconv.AppendQuote(append(b, "  DENIED by "...), info.rule)
+	}
 	return append(b, note...)
 }
 

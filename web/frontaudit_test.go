@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,6 +173,79 @@ func TestTokenStepRefusalsAudited(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOriginRefusalAudited: a request from a browser origin the tunnel does not allow is refused
+// before the token step, never reaches the local server, and is a denial like any other: an
+// audit record (through the refusal gate) and a marked line on the owner's terminal.
+func TestOriginRefusalAudited(t *testing.T) {
+	tt := newTestTunnel(t)
+	lc := &lineConn{lines: make(chan string, 10)}
+	fwd, err := tt.reg.Open(t.Context(), tunnel.OpenRequest{Owner: tt.owner.ID, Conn: lc,
+		Dialer: benchDialer{}, BindAddr: "lin", LocalHost: "localhost:80"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fwd.Close()
+	sink := &auditSink{}
+	proxied := &countingProxy{}
+	f := tt.front(t, FrontConfig{Auth: fakeTokens{access: tt.access(tt.owner.ID)}, Audit: sink, Proxy: proxied})
+	r := httptest.NewRequest("POST", "https://lin.test.localhost/mcp",
+		strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}`))
+	r.Header.Set("Content-Type", "application/json")
+	r.RemoteAddr = "192.0.2.7:40000"
+	r.Header.Set("Authorization", "Bearer t")
+	r.Header.Set("Origin", "https://evil.example\x1b[2J")
+	w := httptest.NewRecorder()
+	f.ServeHTTP(w, r)
+	if w.Code != http.StatusForbidden || proxied.n.Load() != 0 {
+		t.Fatalf("status %d, proxied %d times; want 403 and never", w.Code, proxied.n.Load())
+	}
+	recs := sink.take()
+	if len(recs) != 1 {
+		t.Fatalf("%d records, want 1: %+v", len(recs), recs)
+	}
+	got := recs[0]
+	want := data.AuditRecord{Kind: "mcp", Tunnel: "lin", Owner: tt.owner.ID, Decision: "deny", Rule: "origin_not_allowed",
+		Status: 403, SourceIP: "192.0.2.7", Detail: "POST /mcp from origin https://evil.example?[2J", Bytes: got.Bytes}
+	got.Time, got.Latency = time.Time{}, 0
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("record\n%+v\nwant\n%+v", got, want)
+	}
+	select {
+	case line := <-lc.lines:
+		if !strings.Contains(line, `403`) || !strings.Contains(line, `DENIED by "origin_not_allowed"`) {
+			t.Errorf("terminal line %q: want the 403 marked as denied", line)
+		}
+	case <-time.After(time.Second):
+		t.Error("no line on the owner's terminal")
+	}
+
+	// A preflight from an allowed origin is answered and leaves nothing behind.
+	r = httptest.NewRequest("OPTIONS", "https://lin.test.localhost/mcp", nil)
+	r.Header.Set("Origin", "http://localhost:6274")
+	r.Header.Set("Access-Control-Request-Method", "POST")
+	w = httptest.NewRecorder()
+	f.ServeHTTP(w, r)
+	if w.Code != http.StatusNoContent || len(sink.take()) != 0 || len(lc.lines) != 0 || proxied.n.Load() != 0 {
+		t.Errorf("preflight: status %d, %d lines; want 204, no record, no line, not proxied", w.Code, len(lc.lines))
+	}
+}
+
+// lineConn is a tunnel's terminal that keeps the lines shown on it.
+type lineConn struct {
+	benchConn
+	lines chan string
+}
+
+func (c *lineConn) Notify(line string) { c.lines <- line }
+
+// countingProxy counts the requests that reached the proxy step and answers 204.
+type countingProxy struct{ n atomic.Int32 }
+
+func (p *countingProxy) Serve(w http.ResponseWriter, r *http.Request, _ *tunnel.Tunnel, _ netip.AddrPort) {
+	p.n.Add(1)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // TestTokenRefusalFloodCoalesced: a flood of requests without a token is recorded one by one
@@ -369,8 +443,12 @@ func requestLineReference(start time.Time, elapsed time.Duration, r *http.Reques
 		return printable(fmt.Sprintf("%s  %s  %s  %s", start.Format("15:04:05"), who, what, decision)) +
 			fmt.Sprintf("  %d  %s  %s%s", status, round(elapsed), size(rec.bytes), note)
 	}
-	return fmt.Sprintf("%s  %-6s %-24s %d  %7s  %s%s", start.Format("15:04:05"), printable(r.Method), path, status,
-		round(elapsed), size(rec.bytes), note)
+	denied := ""
+	if info != nil && info.refused && info.decision == "deny" {
+		denied = "  DENIED by " + strconv.Quote(info.rule)
+	}
+	return fmt.Sprintf("%s  %-6s %-24s %d  %7s  %s%s%s", start.Format("15:04:05"), printable(r.Method), path, status,
+		round(elapsed), size(rec.bytes), denied, note)
 }
 
 func TestRequestLineFormat(t *testing.T) {
@@ -403,6 +481,8 @@ func TestRequestLineFormat(t *testing.T) {
 		{"mcp resource", "POST", "/mcp", recorder{status: 500}, &requestInfo{user: "ünï", method: "resources/read",
 			tool: "file:///\u202e", class: "read", decision: "allow"}},
 		{"mcp get", "GET", "/mcp", recorder{status: 200}, &requestInfo{user: "u", method: "get", decision: "allow", rule: "owner"}},
+		{"origin refused", "POST", "/mcp", recorder{status: 403}, &requestInfo{refused: true, decision: "deny", rule: "origin_not_allowed"}},
+		{"no token", "POST", "/mcp", recorder{status: 401}, &requestInfo{refused: true, decision: "unauthenticated", rule: "no_token"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest(tc.method, tc.target, nil)
