@@ -326,6 +326,9 @@ func (pp *policyParser) rules(n *yaml.Node) []rule {
 			}
 		} else {
 			r.prg = pp.compile(label, r.when, whenNode)
+			// A textual test: a false positive only costs a decoding, and the condition has
+			// been parsed and type-checked already, so the word cannot hide elsewhere.
+			r.usesArgs = strings.Contains(r.when, "arguments")
 		}
 		out = append(out, r)
 	}
