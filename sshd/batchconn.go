@@ -26,15 +26,19 @@ import (
 // 2 KiB per idle tunnel at 1,000 tunnels.
 type batchConn struct {
 	net.Conn
-	pool *sync.Pool // of *[]byte; nil means allocate
+	pool *sync.Pool // of *batchBuf; nil means allocate
 
 	mu       sync.Mutex
 	drained  *sync.Cond // signalled when pending shrinks or the flusher stops
-	pending  []byte     // bytes accepted by Write, not yet handed to the kernel
-	spare    []byte     // the flusher's previous buffer, reused while busy
+	pending  *batchBuf  // bytes accepted by Write, not yet handed to the kernel; nil when idle
+	spare    *batchBuf  // the flusher's previous buffer, reused while busy
 	flushing bool       // a flusher goroutine is running
 	err      error      // first write error; sticky
 }
+
+// batchBuf is a pooled buffer. The pool holds pointers to it, so that giving a buffer back
+// does not allocate a new slice header each time.
+type batchBuf struct{ b []byte }
 
 // maxPending bounds the bytes a batchConn queues before Write blocks: a few full SSH packets.
 const maxPending = 256 << 10
@@ -44,7 +48,7 @@ const closeFlushTimeout = 2 * time.Second
 
 // newBatchConnPool returns the pool a server's batchConns share.
 func newBatchConnPool() *sync.Pool {
-	return &sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+	return &sync.Pool{New: func() any { return &batchBuf{b: make([]byte, 0, 4<<10)} }}
 }
 
 func newBatchConn(c net.Conn, pool *sync.Pool) *batchConn {
@@ -54,27 +58,37 @@ func newBatchConn(c net.Conn, pool *sync.Pool) *batchConn {
 }
 
 // getBuf returns an empty buffer, from the pool when there is one.
-func (b *batchConn) getBuf() []byte {
+func (b *batchConn) getBuf() *batchBuf {
 	if b.pool == nil {
-		return nil
+		return &batchBuf{}
 	}
-	return (*b.pool.Get().(*[]byte))[:0]
+	x := b.pool.Get().(*batchBuf)
+	x.b = x.b[:0]
+	return x
 }
 
-// putBuf gives buf back to the pool; buffers grown past twice maxPending are dropped so one
+// putBuf gives x back to the pool; buffers grown past twice maxPending are dropped so one
 // burst does not pin a large buffer for good.
-func (b *batchConn) putBuf(buf []byte) {
-	if b.pool == nil || cap(buf) == 0 || cap(buf) > maxPending*2 {
+func (b *batchConn) putBuf(x *batchBuf) {
+	if x == nil || b.pool == nil || cap(x.b) > maxPending*2 {
 		return
 	}
-	buf = buf[:0]
-	b.pool.Put(&buf)
+	x.b = x.b[:0]
+	b.pool.Put(x)
+}
+
+// queued is how many bytes wait for the flusher; b.mu must be held.
+func (b *batchConn) queued() int {
+	if b.pending == nil {
+		return 0
+	}
+	return len(b.pending.b)
 }
 
 func (b *batchConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for b.err == nil && len(b.pending) > 0 && len(b.pending)+len(p) > maxPending {
+	for b.err == nil && b.queued() > 0 && b.queued()+len(p) > maxPending {
 		b.drained.Wait()
 	}
 	if b.err != nil {
@@ -83,7 +97,7 @@ func (b *batchConn) Write(p []byte) (int, error) {
 	if b.pending == nil {
 		b.pending = b.getBuf()
 	}
-	b.pending = append(b.pending, p...)
+	b.pending.b = append(b.pending.b, p...)
 	if !b.flushing {
 		b.flushing = true
 		go b.flush()
@@ -95,21 +109,22 @@ func (b *batchConn) Write(p []byte) (int, error) {
 // Exiting when idle keeps an idle connection at no extra goroutine.
 func (b *batchConn) flush() {
 	b.mu.Lock()
-	for len(b.pending) > 0 && b.err == nil {
+	for b.queued() > 0 && b.err == nil {
 		buf := b.pending
-		b.pending, b.spare = b.spare[:0], nil
+		b.pending, b.spare = b.spare, nil
 		if b.pending == nil {
 			b.pending = b.getBuf()
 		}
 		b.drained.Broadcast() // writers blocked on a full queue can fill the other buffer now
 		b.mu.Unlock()
-		_, err := b.Conn.Write(buf)
+		_, err := b.Conn.Write(buf.b)
 		b.mu.Lock()
 		if err != nil && b.err == nil {
 			b.err = err
 		}
-		if cap(buf) <= maxPending*2 {
-			b.spare = buf[:0]
+		if cap(buf.b) <= maxPending*2 {
+			buf.b = buf.b[:0]
+			b.spare = buf
 		}
 		b.drained.Broadcast()
 	}
@@ -125,7 +140,7 @@ func (b *batchConn) flush() {
 
 func (b *batchConn) Close() error {
 	b.mu.Lock()
-	if b.flushing || len(b.pending) > 0 {
+	if b.flushing || b.queued() > 0 {
 		// A stuck peer must not hold Close: the deadline fails the flusher's write.
 		b.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 		for b.flushing {

@@ -240,7 +240,7 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 	done := func() {}
 	if access != nil && f.cfg.Policy != nil {
 		var ok bool
-		if w, done, ok = f.decide(f.watchToolsChanged(w, r, t), r, tr, access); !ok {
+		if w, done, ok = f.decide(f.watchToolsChanged(&tr.changed, w, r, t), r, tr, access); !ok {
 			return
 		}
 	}
@@ -254,8 +254,11 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 	// the client's critical path. Not otherwise: a chunked body's last chunk, or HTTP/2's end
 	// of stream, would then go out in a write of its own.
 	if r.ProtoMajor == 1 {
-		if n, err := strconv.ParseInt(tr.rec.Header().Get("Content-Length"), 10, 64); err == nil && n == tr.rec.bytes {
-			tr.rec.FlushError() //nolint:errcheck // a client gone is finish's to record
+		// (ParseInt allocates its error: a chunked response has no length to parse.)
+		if cl := tr.rec.Header().Get("Content-Length"); cl != "" {
+			if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n == tr.rec.bytes {
+				tr.rec.FlushError() //nolint:errcheck // a client gone is finish's to record
+			}
 		}
 	}
 }
@@ -265,14 +268,15 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 // line and the audit record, and the policy step's state. It is not pooled: the proxy may
 // still hold the body (tr.body) after the handler returns.
 type tunnelRequest struct {
-	start  time.Time
-	t      *tunnel.Tunnel
-	from   netip.AddrPort // the client's address, for the proxy
-	source string         // and its IP as text, for the policy and the audit record
-	rec    recorder
-	info   requestInfo
-	policy policyRequest // frontpolicy.go
-	body   requestBody   // the buffered body, when the policy step read it (frontbody.go)
+	start   time.Time
+	t       *tunnel.Tunnel
+	from    netip.AddrPort // the client's address, for the proxy
+	source  string         // and its IP as text, for the policy and the audit record
+	rec     recorder
+	info    requestInfo
+	policy  policyRequest      // frontpolicy.go
+	changed toolsChangedWriter // listchanged.go, under the policy
+	body    requestBody        // the buffered body, when the policy step read it (frontbody.go)
 }
 
 // finish is the end of every request that got past step 2, deferred: the owner's line, the

@@ -47,9 +47,11 @@ import (
 // its notifications from the watcher, and its tools/list answers from the filter, which would
 // pass them on unfiltered: a shared user's client could see every tool just by accepting
 // gzip. "identity" rather than no header: without one, any coding is acceptable (RFC 9110).
-func (f *Front) watchToolsChanged(w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel) http.ResponseWriter {
+// The writer is cw, which the caller provides (part of its per-request state, so no allocation).
+func (f *Front) watchToolsChanged(cw *toolsChangedWriter, w http.ResponseWriter, r *http.Request, t *tunnel.Tunnel) http.ResponseWriter {
 	r.Header.Set("Accept-Encoding", "identity")
-	return &toolsChangedWriter{ResponseWriter: w, f: f, t: t}
+	*cw = toolsChangedWriter{ResponseWriter: w, f: f, t: t}
+	return cw
 }
 
 // toolsChangedWriter looks at the response's content type once, when its headers go out, and
