@@ -1,7 +1,12 @@
 package main
 
+// Who is who: the accounts, browser sessions, key linking and OIDC sign-in the server sets up
+// (newIdentity), which SSH keys may open tunnels (authenticator), and the glue through which
+// sshd links keys and records their use.
+
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -67,4 +72,77 @@ func (k *keyUses) record(fingerprint string) {
 		// A key revoked a moment ago has no record to touch; nothing else is expected.
 		k.log.Debug("recording key use", "fingerprint", fingerprint, "err", err)
 	}
+}
+
+// authenticator decides who may open tunnels: keys linked to users, each tunnel owned by the
+// key's user; with an authorized_keys file, only keys listed there, and they too must be linked.
+func (srv *server) authenticator() (sshd.Authenticator, error) {
+	users := sshd.UserKeys{Keys: srv.store}
+	if srv.s.AuthorizedKeys == "" {
+		return users, nil
+	}
+	a, err := sshd.NewAuthorizedKeys(srv.s.AuthorizedKeys)
+	if err != nil {
+		return nil, fmt.Errorf("setting authorized-keys: %w", err)
+	}
+	srv.log.Info("ssh key allow-list loaded", "file", srv.s.AuthorizedKeys, "keys", a.Len())
+	return sshd.Both{a, users}, nil
+}
+
+// newIdentity sets up accounts, browser sessions, key linking and, with oidc-issuer, sign-in
+// through the identity provider, and makes sure a new installation has someone who can sign
+// in.
+func (srv *server) newIdentity(ctx context.Context) error {
+	s, base := srv.s, srv.publicURL(srv.s.Domain)
+	var err error
+	if srv.accounts, err = web.NewAccounts(web.AccountsConfig{Store: srv.store, BaseURL: base}); err != nil {
+		return err
+	}
+	secret, err := web.LoadSessionSecret(ctx, srv.store)
+	if err != nil {
+		return err
+	}
+	srv.sessions, err = web.NewSessions(web.SessionsConfig{
+		Store: srv.store, Secret: secret,
+		IdleTimeout: s.SessionIdleTimeout, MaxAge: s.SessionMaxAge,
+		Logger: srv.log, Audit: srv.audit,
+	})
+	if err != nil {
+		return err
+	}
+	srv.links, err = web.NewKeyLinks(web.KeyLinksConfig{
+		Store: srv.store, BaseURL: base,
+		CodeTTL: s.LinkCodeTTL, KeyTTL: s.KeyTTL, RememberTTL: s.KeyRememberTTL,
+		Logger: srv.log, Audit: srv.audit,
+	})
+	if err != nil {
+		return err
+	}
+	if s.OIDCIssuer != "" {
+		if s.oidcSecretLiteral {
+			srv.log.Warn("literal secret in configuration: give oidc-client-secret as env:NAME or file:PATH",
+				"setting", "oidc-client-secret")
+		}
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		srv.oidc, err = web.NewOIDC(dctx, web.OIDCConfig{
+			Issuer: s.OIDCIssuer, ClientID: s.OIDCClientID, ClientSecret: s.oidcSecret,
+			RedirectURL: base + web.OIDCCallbackPath, DisplayName: s.OIDCName,
+			Scopes: s.OIDCScopes, GroupsClaim: s.OIDCGroupsClaim,
+			AllowedDomains: s.OIDCAllowedDomains, ProvisionedOnly: s.OIDCProvisionedOnly,
+			Store: srv.store, Logger: srv.log,
+		})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("setting oidc-issuer: %w", err)
+		}
+		srv.log.Info("sign-in through OpenID Connect", "issuer", s.OIDCIssuer, "redirect_uri", base+web.OIDCCallbackPath)
+	}
+	if srv.bootstrapLink, err = srv.accounts.Bootstrap(ctx); err != nil {
+		return err
+	}
+	if srv.bootstrapLink != "" {
+		// Not the link itself: logs are kept and shipped, and the link is a credential.
+		srv.log.Info("first start: created the admin account; its sign-in link is printed on standard output")
+	}
+	return nil
 }

@@ -2,10 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/toolgate/toolgate/data"
 	"github.com/toolgate/toolgate/oauth"
@@ -316,150 +310,6 @@ func addrString(l net.Listener) string {
 	return l.Addr().String()
 }
 
-// authenticator decides who may open tunnels: keys linked to users, each tunnel owned by the
-// key's user; with an authorized_keys file, only keys listed there, and they too must be linked.
-func (srv *server) authenticator() (sshd.Authenticator, error) {
-	users := sshd.UserKeys{Keys: srv.store}
-	if srv.s.AuthorizedKeys == "" {
-		return users, nil
-	}
-	a, err := sshd.NewAuthorizedKeys(srv.s.AuthorizedKeys)
-	if err != nil {
-		return nil, fmt.Errorf("setting authorized-keys: %w", err)
-	}
-	srv.log.Info("ssh key allow-list loaded", "file", srv.s.AuthorizedKeys, "keys", a.Len())
-	return sshd.Both{a, users}, nil
-}
-
-// newIdentity sets up accounts, browser sessions, key linking and, with oidc-issuer, sign-in
-// through the identity provider, and makes sure a new installation has someone who can sign
-// in.
-func (srv *server) newIdentity(ctx context.Context) error {
-	s, base := srv.s, srv.publicURL(srv.s.Domain)
-	var err error
-	if srv.accounts, err = web.NewAccounts(web.AccountsConfig{Store: srv.store, BaseURL: base}); err != nil {
-		return err
-	}
-	secret, err := web.LoadSessionSecret(ctx, srv.store)
-	if err != nil {
-		return err
-	}
-	srv.sessions, err = web.NewSessions(web.SessionsConfig{
-		Store: srv.store, Secret: secret,
-		IdleTimeout: s.SessionIdleTimeout, MaxAge: s.SessionMaxAge,
-		Logger: srv.log, Audit: srv.audit,
-	})
-	if err != nil {
-		return err
-	}
-	srv.links, err = web.NewKeyLinks(web.KeyLinksConfig{
-		Store: srv.store, BaseURL: base,
-		CodeTTL: s.LinkCodeTTL, KeyTTL: s.KeyTTL, RememberTTL: s.KeyRememberTTL,
-		Logger: srv.log, Audit: srv.audit,
-	})
-	if err != nil {
-		return err
-	}
-	if s.OIDCIssuer != "" {
-		if s.oidcSecretLiteral {
-			srv.log.Warn("literal secret in configuration: give oidc-client-secret as env:NAME or file:PATH",
-				"setting", "oidc-client-secret")
-		}
-		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		srv.oidc, err = web.NewOIDC(dctx, web.OIDCConfig{
-			Issuer: s.OIDCIssuer, ClientID: s.OIDCClientID, ClientSecret: s.oidcSecret,
-			RedirectURL: base + web.OIDCCallbackPath, DisplayName: s.OIDCName,
-			Scopes: s.OIDCScopes, GroupsClaim: s.OIDCGroupsClaim,
-			AllowedDomains: s.OIDCAllowedDomains, ProvisionedOnly: s.OIDCProvisionedOnly,
-			Store: srv.store, Logger: srv.log,
-		})
-		cancel()
-		if err != nil {
-			return fmt.Errorf("setting oidc-issuer: %w", err)
-		}
-		srv.log.Info("sign-in through OpenID Connect", "issuer", s.OIDCIssuer, "redirect_uri", base+web.OIDCCallbackPath)
-	}
-	if srv.bootstrapLink, err = srv.accounts.Bootstrap(ctx); err != nil {
-		return err
-	}
-	if srv.bootstrapLink != "" {
-		// Not the link itself: logs are kept and shipped, and the link is a credential.
-		srv.log.Info("first start: created the admin account; its sign-in link is printed on standard output")
-	}
-	return nil
-}
-
-// newCerts sets up certificates: a local CA for .localhost domains, ACME otherwise.
-func (srv *server) newCerts(ctx context.Context) error {
-	s := srv.s
-	cfg := web.CertManagerConfig{
-		Domain:  s.Domain,
-		Storage: srv.store.CertStorage(),
-		Allow:   srv.allowCert,
-		Logger:  srv.log,
-	}
-	if s.useACME() {
-		acme := &web.ACMEConfig{
-			CA:                   s.acmeCA(),
-			Email:                s.ACMEEmail,
-			AltTLSALPNPort:       srv.httpsL.Addr().(*net.TCPAddr).Port,
-			DisableHTTPChallenge: srv.httpL == nil,
-		}
-		if host, _, _ := net.SplitHostPort(s.HTTPSListen); host != "" {
-			acme.ListenHost = host
-		}
-		if srv.httpL != nil {
-			acme.AltHTTPPort = srv.httpL.Addr().(*net.TCPAddr).Port
-		}
-		if s.ACMECARoots != "" {
-			pem, err := os.ReadFile(s.ACMECARoots)
-			if err != nil {
-				return fmt.Errorf("setting acme-ca-roots: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("setting acme-ca-roots: %s holds no PEM certificate", s.ACMECARoots)
-			}
-			acme.TrustedRoots = pool
-		}
-		cfg.ACME = acme
-	} else {
-		domains := []string{s.Domain}
-		if s.TunnelDomain != s.Domain {
-			domains = append(domains, s.TunnelDomain)
-		}
-		ca, err := web.NewLocalCA(ctx, web.LocalCAConfig{Secrets: srv.store, Domains: domains})
-		if err != nil {
-			return err
-		}
-		srv.caPath = filepath.Join(s.DataDir, "ca.pem")
-		if err := writeFileAtomic(srv.caPath, ca.RootPEM(), 0o644); err != nil {
-			return fmt.Errorf("writing the development CA certificate: %w", err)
-		}
-		if abs, err := filepath.Abs(srv.caPath); err == nil {
-			srv.caPath = abs
-		}
-		cfg.LocalCA = ca
-		cfg.Wildcard = "*." + s.TunnelDomain
-	}
-	var err error
-	srv.certs, err = web.NewCertManager(cfg)
-	return err
-}
-
-// allowCert is the on-demand TLS decision: certificates only for live or claimed tunnel names,
-// so nobody can make toolgate request certificates for arbitrary names.
-func (srv *server) allowCert(ctx context.Context, name string) error {
-	label, ok := tunnel.NameFromHost(name, srv.s.TunnelDomain)
-	if !ok {
-		return fmt.Errorf("%s is not a tunnel name", name)
-	}
-	if !srv.reg.Known(ctx, label) {
-		return fmt.Errorf("no tunnel named %s", label)
-	}
-	return nil
-}
-
 func (srv *server) publicHTTPSPort() int {
 	if srv.s.PublicHTTPSPort != 0 {
 		return srv.s.PublicHTTPSPort
@@ -583,50 +433,6 @@ func (srv *server) closeAll() {
 			srv.log.Error("closing the database", "err", err)
 		}
 	}
-}
-
-// loadHostKey returns the persistent ed25519 host key, creating it on first start.
-func loadHostKey(ctx context.Context, store *data.Store) (ssh.Signer, error) {
-	b, err := store.LoadOrCreateSecret(ctx, "ssh-host-key", func() ([]byte, error) {
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		blk, err := ssh.MarshalPrivateKey(priv, "toolgate host key")
-		if err != nil {
-			return nil, err
-		}
-		return pem.EncodeToMemory(blk), nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ssh host key: %w", err)
-	}
-	signer, err := ssh.ParsePrivateKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("ssh host key: %w", err)
-	}
-	return signer, nil
-}
-
-// writeFileAtomic writes via a temporary file and rename, so a reader never sees half a file.
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // auditTunnel records a tunnel going live or away, with the owner's email.
