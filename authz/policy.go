@@ -242,22 +242,29 @@ func DefaultPolicy(maxAuthAge time.Duration) *Policy {
 		p.maxAuthAge = 0
 	}
 	for i := range p.rules {
-		p.rules[i].native = defaultRuleNative[p.rules[i].name]
+		p.rules[i].native = defaultRuleNative(p.rules[i].name)
 	}
 	return p
 }
 
-// defaultRuleNative are the built-in policy's conditions in Go, by rule name; each reads
-// exactly the Input fields its CEL text names (see the activation in policyvars.go).
-var defaultRuleNative = map[string]func(in *Input, maxAuthAge time.Duration) bool{
-	"fresh-sign-in-for-destructive": func(in *Input, maxAuthAge time.Duration) bool {
-		return in.Owner != "" && in.User.ID == in.Owner && in.Method == "tools/call" && in.Class == Destructive &&
-			in.AuthAge >= maxAuthAge
-	},
-	"owner": func(in *Input, _ time.Duration) bool {
-		return in.Owner != "" && in.User.ID == in.Owner
-	},
-	"shared-read": func(in *Input, _ time.Duration) bool {
-		return in.Shared && (in.Method != "tools/call" || in.Class == Read)
-	},
+// defaultRuleNative is the condition, in Go, of the built-in policy's rule called name, or nil;
+// each reads exactly the Input fields its CEL text names (see the activation in
+// policyvars.go).
+func defaultRuleNative(name string) func(in *Input, maxAuthAge time.Duration) bool {
+	switch name {
+	case "fresh-sign-in-for-destructive":
+		return func(in *Input, maxAuthAge time.Duration) bool {
+			return in.Owner != "" && in.User.ID == in.Owner && in.Method == "tools/call" && in.Class == Destructive &&
+				in.AuthAge >= maxAuthAge
+		}
+	case "owner":
+		return func(in *Input, _ time.Duration) bool {
+			return in.Owner != "" && in.User.ID == in.Owner
+		}
+	case "shared-read":
+		return func(in *Input, _ time.Duration) bool {
+			return in.Shared && (in.Method != "tools/call" || in.Class == Read)
+		}
+	}
+	return nil
 }
