@@ -185,9 +185,9 @@ func FuzzResponseFilterSSE(f *testing.F) {
 // clients see the same events, whose data changes only by the JSON filter's own rule.
 func fuzzListingFilter(t *testing.T, in string, seed uint64) {
 	for _, limit := range []int{0, 64} {
-		whole, errWhole, dWhole := lstRun(in, nil, fltOnlyRead, limit)
-		bytewise, errBytewise, dBytewise := lstRun(in, fltOnes(len(in)), fltOnlyRead, limit)
-		some, errSome, dSome := lstRun(in, fltChunked(seed, len(in)), fltOnlyRead, limit)
+		whole, dWhole, errWhole := lstRun(in, nil, fltOnlyRead, limit)
+		bytewise, dBytewise, errBytewise := lstRun(in, fltOnes(len(in)), fltOnlyRead, limit)
+		some, dSome, errSome := lstRun(in, fltChunked(seed, len(in)), fltOnlyRead, limit)
 		if whole != bytewise || whole != some || dWhole != dBytewise || dWhole != dSome ||
 			fltErrKind(errWhole) != fltErrKind(errBytewise) || fltErrKind(errWhole) != fltErrKind(errSome) {
 			t.Fatalf("listing filter, limit %d: chunking changed the output:\nwhole    %q %v %d\nbytewise %q %v %d\nchunked  %q %v %d",
@@ -199,10 +199,10 @@ func fuzzListingFilter(t *testing.T, in string, seed uint64) {
 			}
 			continue
 		}
-		if again, err, drops := lstRun(whole, fltChunked(seed+1, len(whole)), fltOnlyRead, limit); err != nil || again != whole || drops != 0 {
+		if again, drops, err := lstRun(whole, fltChunked(seed+1, len(whole)), fltOnlyRead, limit); err != nil || again != whole || drops != 0 {
 			t.Fatalf("listing filter, limit %d, filtering again:\nin    %q\nout   %q\nagain %q %v %d", limit, in, whole, again, err, drops)
 		}
-		all, err, drops := lstRun(in, fltChunked(seed, len(in)), fltShowAll, limit)
+		all, drops, err := lstRun(in, fltChunked(seed, len(in)), fltShowAll, limit)
 		if err != nil || drops != 0 {
 			continue
 		}

@@ -8,9 +8,9 @@ import (
 )
 
 // lstRun feeds stream to a listing filter in the given chunk sizes (the rest in one piece)
-// with the given limit (0: the default), closes it, and returns what it wrote, the first
-// error and how many events it dropped.
-func lstRun(stream string, chunks []int, visible Visibility, limit int) (string, error, int) {
+// with the given limit (0: the default), closes it, and returns what it wrote, how many
+// events it dropped and the first error.
+func lstRun(stream string, chunks []int, visible Visibility, limit int) (string, int, error) {
 	var rec fltRecorder
 	drops := 0
 	f := NewListingFilter(&rec, visible, func(err error) {
@@ -26,17 +26,17 @@ func lstRun(stream string, chunks []int, visible Visibility, limit int) (string,
 	for _, n := range chunks {
 		n = min(n, len(p))
 		if _, err := f.Write(p[:n]); err != nil {
-			return rec.String(), err, drops
+			return rec.String(), drops, err
 		}
 		p = p[n:]
 	}
 	if len(p) > 0 {
 		if _, err := f.Write(p); err != nil {
-			return rec.String(), err, drops
+			return rec.String(), drops, err
 		}
 	}
 	err := f.Close()
-	return rec.String(), err, drops
+	return rec.String(), drops, err
 }
 
 // lstChunkings are the ways a test feeds a stream: whole, byte by byte, and in random pieces.
@@ -119,14 +119,14 @@ func TestListingFilter(t *testing.T) {
 				want = c.in
 			}
 			for _, chunks := range lstChunkings(r, len(c.in)) {
-				got, err, drops := lstRun(c.in, chunks, fltOnlyRead, 0)
+				got, drops, err := lstRun(c.in, chunks, fltOnlyRead, 0)
 				if err != nil || got != want || drops != c.drops {
 					t.Fatalf("chunks %v:\ngot  %q (%v, %d dropped)\nwant %q (%d dropped)", chunks, got, err, drops, want, c.drops)
 				}
 			}
 			// Everything visible: what is not dropped passes byte for byte.
 			if c.drops == 0 {
-				if got, err, _ := lstRun(c.in, fltOnes(len(c.in)), fltShowAll, 0); err != nil || got != c.in {
+				if got, _, err := lstRun(c.in, fltOnes(len(c.in)), fltShowAll, 0); err != nil || got != c.in {
 					t.Errorf("fltShowAll: %q, %v", got, err)
 				}
 			}
@@ -209,7 +209,7 @@ func TestListingFilterOverLimit(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			for _, chunks := range lstChunkings(r, len(c.in)) {
-				got, err, drops := lstRun(c.in, chunks, fltOnlyRead, limit)
+				got, drops, err := lstRun(c.in, chunks, fltOnlyRead, limit)
 				if c.fails {
 					if !errors.Is(err, ErrBadResponse) || got != c.want {
 						t.Fatalf("chunks %v: %v, wrote %q", chunks, err, got)
