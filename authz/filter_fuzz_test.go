@@ -107,6 +107,20 @@ func FuzzResponseFilterSSE(f *testing.F) {
 		"id: x\ndata: " + fltToolsMsg("7"),
 		"data: not json\n\n",
 		`data: {"id":7,"result":{"tools":[{"name":"a","NAME":"b"},{"Name":"c"},null]}}` + "\n\n",
+		// For the listing filter (a legacy transport's GET stream): the endpoint, answers to
+		// any id, and what it drops.
+		"event: endpoint\ndata: /message?sessionId=abc\n\nevent: message\ndata: " + fltToolsMsg("1") +
+			"\n\nevent: message\ndata: " + prog + "\n\n",
+		"id: 1_0\r\ndata: " + fltToolsMsg(`"x"`) + "\r\n\r\n: ping\r\n\r\n",
+		`data: {"jsonrpc":"2.0","id":7,"result":{"tools":{"w":{"name":"w"}}}}` + "\n\ndata: 1\n\n",
+		`data: [{"id":1,"result":{"tools":[]}},{"id":2,"result":{"TOOLS":1}}]` + "\r\rdata: 2\r\r",
+		`data: {"id":7,"error":{"code":1,"message":"m","data":{"tools":[{"name":"w"}]}}}` + "\n\n",
+		"data: {\"id\":7,\"result\":{\"tools\":[" + clsTool("w", "") + "]}} x\n\ndata: 1\n\n",
+		// Events over the small limit the fuzz target also runs the listing filter with.
+		`data: {"id":4,"result":{"content":[{"type":"text","text":"` + strings.Repeat("x", 80) + `"}]}}` + "\n\n" + "data: " + fltToolsMsg("8") + "\n\n",
+		`data: {"id":4,"result":{"content":[{"type":"text","text":"` + strings.Repeat("x", 80) + `"}],"tools":[{"name":"w"}]}}` + "\n\n",
+		"data: {\"id\":1,\"result\":{\"\\u0074ools\":[" + clsTool("w", `{"description":"`+strings.Repeat("y", 80)+`"}`) + "]}}\r\n\r\ndata: 1\r\n\r\n",
+		"\xEF\xBB\xBF: " + strings.Repeat("\"", 80) + "\n\ndata: " + fltToolsMsg("1") + "\n\n",
 	} {
 		f.Add([]byte(s), uint64(1))
 		f.Add([]byte(s), uint64(0x9e3779b97f4a7c15))
@@ -127,6 +141,8 @@ func FuzzResponseFilterSSE(f *testing.F) {
 				t.Fatalf("filtering again:\nin   %q\nout  %q\nagain %q %v", in, whole, again, err)
 			}
 		}
+
+		fuzzListingFilter(t, in, seed)
 
 		// With every tool visible, clients see the same events; data changes only by the
 		// JSON filter's own rule (entries no client could call are dropped).
@@ -160,6 +176,55 @@ func FuzzResponseFilterSSE(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fuzzListingFilter holds the listing filter (NewListingFilter) to what it promises for any
+// stream, at the default limit and a small one: how the stream is split into writes changes
+// nothing (output, error, events dropped); what it shows is visible (filtering it again
+// changes nothing and drops nothing); and with every tool visible and nothing dropped,
+// clients see the same events, whose data changes only by the JSON filter's own rule.
+func fuzzListingFilter(t *testing.T, in string, seed uint64) {
+	for _, limit := range []int{0, 64} {
+		whole, dWhole, errWhole := lstRun(in, nil, fltOnlyRead, limit)
+		bytewise, dBytewise, errBytewise := lstRun(in, fltOnes(len(in)), fltOnlyRead, limit)
+		some, dSome, errSome := lstRun(in, fltChunked(seed, len(in)), fltOnlyRead, limit)
+		if whole != bytewise || whole != some || dWhole != dBytewise || dWhole != dSome ||
+			fltErrKind(errWhole) != fltErrKind(errBytewise) || fltErrKind(errWhole) != fltErrKind(errSome) {
+			t.Fatalf("listing filter, limit %d: chunking changed the output:\nwhole    %q %v %d\nbytewise %q %v %d\nchunked  %q %v %d",
+				limit, whole, errWhole, dWhole, bytewise, errBytewise, dBytewise, some, errSome, dSome)
+		}
+		if errWhole != nil {
+			if !errors.Is(errWhole, ErrBadResponse) || limit == 0 {
+				t.Fatalf("listing filter, limit %d: %v", limit, errWhole)
+			}
+			continue
+		}
+		if again, drops, err := lstRun(whole, fltChunked(seed+1, len(whole)), fltOnlyRead, limit); err != nil || again != whole || drops != 0 {
+			t.Fatalf("listing filter, limit %d, filtering again:\nin    %q\nout   %q\nagain %q %v %d", limit, in, whole, again, err, drops)
+		}
+		all, drops, err := lstRun(in, fltChunked(seed, len(in)), fltShowAll, limit)
+		if err != nil || drops != 0 {
+			continue
+		}
+		want, got := fltRefParse(in), fltRefParse(all)
+		if len(want) != len(got) {
+			t.Fatalf("listing filter: %d events in, %d out:\nin  %q\nout %q", len(want), len(got), in, all)
+		}
+		for k := range want {
+			w, g := want[k], got[k]
+			if w.typ != g.typ || w.id != g.id {
+				t.Fatalf("listing filter: event %d: %+v became %+v", k, w, g)
+			}
+			if w.data == g.data {
+				continue
+			}
+			fl := filterer{visible: fltShowAll}
+			ref, changed, err := fl.value([]byte(w.data), false)
+			if err != nil || !changed || string(ref) != g.data {
+				t.Fatalf("listing filter: event %d: data %q became %q (filter: %q, %v)", k, w.data, g.data, ref, err)
+			}
+		}
+	}
 }
 
 // FuzzFilterResponse: never panics; what comes out is JSON, keeps only visible tools, and

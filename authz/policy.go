@@ -90,6 +90,8 @@ type rule struct {
 	native func(in *Input, maxAuthAge time.Duration) bool
 	// usesArgs: the condition mentions the call's arguments (see UsesArguments).
 	usesArgs bool
+	// byClass: the condition sees a tool only through its class (see DecidesToolsByClass).
+	byClass bool
 }
 
 // UsesArguments reports whether any rule's condition mentions the call's arguments. When
@@ -105,6 +107,23 @@ func (p *Policy) UsesArguments() bool {
 		}
 	}
 	return false
+}
+
+// DecidesToolsByClass reports whether, for one caller, the decision on a tools/call depends on
+// the tool only through its class: no rule's condition reads the tool's name or the call's
+// arguments. A caller may then be shown every tool, whatever a listing holds, if a call of
+// each class is allowed or stepped up; three decisions tell, where filtering a listing takes
+// one per tool.
+func (p *Policy) DecidesToolsByClass() bool {
+	if p == nil {
+		return false
+	}
+	for i := range p.rules {
+		if !p.rules[i].byClass {
+			return false
+		}
+	}
+	return true
 }
 
 // Rules lists the rules' names in order.

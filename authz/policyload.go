@@ -325,7 +325,7 @@ func (pp *policyParser) rules(n *yaml.Node) []rule {
 				pp.nodeErrorf(rn, "%s: needs a condition (when)", label)
 			}
 		} else {
-			r.prg = pp.compile(label, r.when, whenNode)
+			r.prg, r.byClass = pp.compile(label, r.when, whenNode)
 			// A textual test: a false positive only costs a decoding, and the condition has
 			// been parsed and type-checked already, so the word cannot hide elsewhere.
 			r.usesArgs = strings.Contains(r.when, "arguments")
@@ -355,11 +355,12 @@ func (pp *policyParser) scopes(n *yaml.Node) []string {
 	return out
 }
 
-// compile compiles, checks and costs one condition; errors point into the YAML file.
-func (pp *policyParser) compile(label, expr string, n *yaml.Node) cel.Program {
+// compile compiles, checks and costs one condition; errors point into the YAML file. The bool
+// says whether the condition sees a tool only through its class (see readsToolByClassOnly).
+func (pp *policyParser) compile(label, expr string, n *yaml.Node) (cel.Program, bool) {
 	if strings.TrimSpace(expr) == "" {
 		pp.nodeErrorf(n, "%s: empty condition", label)
-		return nil
+		return nil, false
 	}
 	ast, iss := pp.env.Compile(expr)
 	if iss != nil && iss.Err() != nil {
@@ -370,26 +371,26 @@ func (pp *policyParser) compile(label, expr string, n *yaml.Node) cel.Program {
 			}
 			pp.errorf(line, col, "%s: %s", label, e.Message)
 		}
-		return nil
+		return nil, false
 	}
 	if lits := celast.MatchDescendants(celast.NavigateAST(ast.NativeRep()), celast.KindMatcher(celast.StructKind)); len(lits) > 0 {
 		loc := ast.NativeRep().SourceInfo().GetStartLocation(lits[0].ID())
 		line, col := exprPosition(pp.src, n, expr, loc.Line(), loc.Column())
 		pp.errorf(line, col, "%s: a condition cannot create objects", label)
-		return nil
+		return nil, false
 	}
 	if !ast.OutputType().IsExactType(types.BoolType) {
 		pp.nodeErrorf(n, "%s: the condition is %s, not bool", label, ast.OutputType())
-		return nil
+		return nil, false
 	}
 	est, err := pp.env.EstimateCost(ast, sizeEstimator{})
 	if err != nil {
 		pp.nodeErrorf(n, "%s: estimating the condition's cost: %v", label, err)
-		return nil
+		return nil, false
 	}
 	if est.Max > MaxEstimatedCost {
 		pp.nodeErrorf(n, "%s: the condition may cost up to %s (limit %d): it could do too much work for one request", label, costString(est.Max), MaxEstimatedCost)
-		return nil
+		return nil, false
 	}
 	// Runtime cost tracking is what bounds a comprehension (all, exists, map, filter) over
 	// inputs larger than the estimate assumed, such as a call's arguments; it costs
@@ -402,9 +403,33 @@ func (pp *policyParser) compile(label, expr string, n *yaml.Node) cel.Program {
 	prg, err := pp.env.Program(ast, opts...)
 	if err != nil {
 		pp.nodeErrorf(n, "%s: %v", label, err)
-		return nil
+		return nil, false
 	}
-	return prg
+	return prg, readsToolByClassOnly(ast.NativeRep())
+}
+
+// readsToolByClassOnly reports whether a checked condition looks at the tool only as
+// tool.class, and not at all at the call's arguments: every "tool" identifier in it is the
+// operand of a plain selection of "class". A "tool" anywhere else (tool.name, has(tool.name),
+// a comprehension variable of that name) answers false, which is only ever the cautious
+// answer (see Policy.DecidesToolsByClass).
+func readsToolByClassOnly(a *celast.AST) bool {
+	idents := celast.MatchDescendants(celast.NavigateAST(a), celast.KindMatcher(celast.IdentKind))
+	for _, id := range idents {
+		switch strings.TrimPrefix(id.AsIdent(), ".") {
+		case varArguments:
+			return false
+		case varTool:
+			parent, ok := id.Parent()
+			if !ok || parent.Kind() != celast.SelectKind {
+				return false
+			}
+			if sel := parent.AsSelect(); sel.IsTestOnly() || sel.FieldName() != "class" {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func costString(c uint64) string {

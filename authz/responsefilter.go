@@ -33,6 +33,9 @@ import (
 // sticky. learn is called (when not nil) with each watched result holding tools, and whether
 // its request asked for a first page, before filtering; its errors do not stop the stream and
 // are kept for [ResponseFilter.LearnErr].
+//
+// [NewListingFilter] makes one for an event stream that answers no one request, which matches
+// responses by their shape instead (listingfilter.go).
 type ResponseFilter struct {
 	w     io.Writer
 	sse   bool
@@ -46,7 +49,13 @@ type ResponseFilter struct {
 	lineNo    int  // complete lines seen
 	pendingCR bool // the last line ended with "\r"; a "\n" next belongs to it
 	crHeld    bool // ... and that line is held in ev
+	crSkipped bool // ... or was dropped with its event
 	ev        sseEvent
+
+	// Listing mode (NewListingFilter, listingfilter.go).
+	byShape bool
+	dropped func(error)
+	unheld  *unheldEvent // made for the first event over the limit
 }
 
 // sseEvent is the event being received: its raw lines, held until its blank line.
@@ -132,19 +141,38 @@ func (r *ResponseFilter) Write(p []byte) (int, error) {
 		if r.pendingCR {
 			r.pendingCR = false
 			if p[i] == '\n' {
-				if r.crHeld {
+				switch {
+				case r.crHeld:
 					r.ev.raw = append(r.ev.raw, '\n')
 					r.ev.lines[len(r.ev.lines)-1].end++
-				} else {
+				case r.crSkipped:
+					// dropped with its line
+				default:
 					r.out = append(r.out, '\n')
 				}
 				i++
 				continue
 			}
 		}
+		if r.unheld != nil && r.unheld.mode != 0 {
+			// An event of a listing filter that went over the limit.
+			var err error
+			if i, err = r.unheldWrite(p, i); err != nil {
+				return r.fail(err)
+			}
+			continue
+		}
 		j := bytes.IndexAny(p[i:], "\r\n")
 		if j < 0 {
 			if len(r.buf)+len(p)-i+len(r.ev.raw) > r.limit {
+				if r.byShape {
+					err := r.spill(r.buf, p[i:], nil)
+					r.buf = r.buf[:0]
+					if err != nil {
+						return r.fail(err)
+					}
+					break
+				}
 				return r.fail(ErrResponseTooLarge)
 			}
 			r.buf = append(r.buf, p[i:]...)
@@ -158,6 +186,14 @@ func (r *ResponseFilter) Write(p []byte) (int, error) {
 		term := p[i+j : i+j+1]
 		i += j + 1
 		if len(content)+len(r.ev.raw) > r.limit {
+			if r.byShape {
+				err := r.spill(content, nil, term)
+				r.buf = r.buf[:0]
+				if err != nil {
+					return r.fail(err)
+				}
+				continue
+			}
 			return r.fail(ErrResponseTooLarge)
 		}
 		if err := r.line(content, term, false); err != nil {
@@ -196,7 +232,7 @@ func (r *ResponseFilter) line(content, term []byte, atEnd bool) error {
 		content = content[len(sseBOM):]
 	}
 	r.lineNo++
-	r.crHeld = false
+	r.crHeld, r.crSkipped = false, false
 	ev := &r.ev
 	if len(ev.lines) == 0 && (len(content) == 0 || content[0] == ':') {
 		// A blank line or a comment between events: nothing to hold.
@@ -256,14 +292,23 @@ func (r *ResponseFilter) dispatch(atEnd bool) error {
 		return nil
 	}
 	if !json.Valid(ev.data) {
-		if atEnd || (len(ev.typ) > 0 && string(ev.typ) != "message") {
+		if len(ev.typ) > 0 && string(ev.typ) != "message" || atEnd && !r.byShape {
 			r.out = append(r.out, ev.raw...)
 			return nil
 		}
-		return fmt.Errorf("%w: event data is not JSON", ErrBadResponse)
+		err := fmt.Errorf("%w: event data is not JSON", ErrBadResponse)
+		if r.byShape {
+			r.drop(err)
+			return nil
+		}
+		return err
 	}
 	data, changed, err := r.f.value(ev.data, false)
 	if err != nil {
+		if r.byShape {
+			r.drop(err)
+			return nil
+		}
 		return err
 	}
 	if !changed {

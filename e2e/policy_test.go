@@ -38,6 +38,13 @@ func startNotesServer(t testing.TB) *notesServer {
 // one, is what the SDK needs to speak MCP 2026-07-28.
 func startNotesServerWith(t testing.TB, opts *mcp.StreamableHTTPOptions) *notesServer {
 	t.Helper()
+	ns := newNotesServer()
+	ns.port = localServer(t, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return ns.srv }, opts), 0)
+	return ns
+}
+
+// newNotesServer is a notes server with its tools, for the caller to serve.
+func newNotesServer() *notesServer {
 	ns := &notesServer{calls: map[string]int{}, srv: mcp.NewServer(&mcp.Implementation{Name: "notes", Version: "1"}, nil)}
 	no := false
 	for _, tool := range []*mcp.Tool{
@@ -47,7 +54,6 @@ func startNotesServerWith(t testing.TB, opts *mcp.StreamableHTTPOptions) *notesS
 	} {
 		ns.setTool(tool)
 	}
-	ns.port = localServer(t, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return ns.srv }, opts), 0)
 	return ns
 }
 

@@ -235,8 +235,9 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 	}
 
 	// 4. Policy: the JSON-RPC body read strictly and every message decided before anything is
-	// forwarded; tools/list answers filtered on the way back, and the server's event streams
-	// watched for tools/list_changed (listchanged.go).
+	// forwarded; tools/list answers filtered on the way back (a GET's event stream's too,
+	// frontlisting.go), and the server's event streams watched for tools/list_changed
+	// (listchanged.go).
 	done := func() {}
 	if access != nil && f.cfg.Policy != nil {
 		var ok bool

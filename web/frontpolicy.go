@@ -20,7 +20,8 @@ import (
 
 // The policy step of the tunnel path (step 4 of serveTunnel): every MCP request is read
 // strictly and decided before anything reaches the tunnel, and tools/list answers are filtered
-// on their way back.
+// on their way back: a POST's here, by the ids of its requests; those on a GET's event stream
+// by their shape (frontlisting.go).
 
 // PolicySource returns the policy in force. Reloading swaps what it returns; a request uses
 // one policy from start to end.
@@ -85,7 +86,9 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, tr *tunnelRequest
 			writeError(w, r, http.StatusForbidden, "denied", denialText(d))
 			return nil, nil, false
 		}
-		return w, func() {}, true
+		// A GET's event stream may carry tools/list answers too (frontlisting.go).
+		w, done := f.filterListings(w, r, pr)
+		return w, done, true
 	}
 
 	// The body, read into a pooled buffer of the announced size (frontbody.go); it goes
