@@ -174,6 +174,30 @@ func (s *Store) NamesByOwner(ctx context.Context, owner string) ([]NameClaim, er
 	return out, nil
 }
 
+// ListNames returns every claim, expired ones included (the sweep has not released them
+// yet), sorted by name. It is for the operator's listing; the hot paths read one name or one
+// owner's.
+func (s *Store) ListNames(ctx context.Context) ([]NameClaim, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []NameClaim
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketNames)).ForEach(func(k, v []byte) error {
+			c, err := decodeName(string(k), v)
+			if err != nil {
+				return fmt.Errorf("data: name %q: %w", k, err)
+			}
+			out = append(out, c)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TouchName records a use of a name the owner holds: LastUsed, Hint and ExpiresAt are replaced.
 // ErrNotFound if nobody holds the name, ErrNameTaken if someone else does (even if that claim
 // has expired: touching is not claiming).
@@ -198,9 +222,10 @@ func (s *Store) TouchName(ctx context.Context, name, owner string, lastUsed time
 	})
 }
 
-// ReleaseName deletes the claim on name. Owner "" releases it whoever holds it (an operator's
-// act); otherwise only the holder may: ErrNameTaken if someone else holds it. ErrNotFound if
-// nobody does.
+// ReleaseName deletes the claim on name, and with it the name's saved shares, in one
+// transaction: whoever claims the name next starts with nobody shared, even its old owner.
+// Owner "" releases it whoever holds it (an operator's act); otherwise only the holder may:
+// ErrNameTaken if someone else holds it. ErrNotFound if nobody does.
 func (s *Store) ReleaseName(ctx context.Context, name, owner string) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -286,3 +286,29 @@ func TestReleaseName(t *testing.T) {
 		}
 	}
 }
+
+func TestListNames(t *testing.T) {
+	t0 := epoch()
+	ctx := context.Background()
+	s := openTest(t, "")
+	if got, err := s.ListNames(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("ListNames of an empty store: %v, %v", got, err)
+	}
+	want := []NameClaim{
+		claim(t, s, NameClaim{Name: "zeta", Owner: "a", LastUsed: t0}),
+		claim(t, s, NameClaim{Name: "alpha", Owner: "b", Kind: NameRequested, LastUsed: t0.Add(time.Hour)}),
+		// Lapsed but not swept yet: still a claim, and listed.
+		claim(t, s, NameClaim{Name: "mid", Owner: "a", LastUsed: t0, ExpiresAt: t0.Add(time.Minute)}),
+	}
+	slices.SortFunc(want, func(a, b NameClaim) int { return strings.Compare(a.Name, b.Name) })
+	got, err := s.ListNames(ctx)
+	if err != nil || !slices.EqualFunc(got, want, sameClaim) {
+		t.Fatalf("ListNames = %+v, %v; want %+v", got, err, want)
+	}
+	if err := s.ReleaseName(ctx, "mid", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.ListNames(ctx); !slices.Equal(claimNames(got), []string{"alpha", "zeta"}) {
+		t.Fatalf("after a release ListNames = %v", claimNames(got))
+	}
+}

@@ -193,6 +193,25 @@ func TestSharesFollowTheClaim(t *testing.T) {
 			t.Fatalf("after release and a new claim: shared with %q, %d records", got, stored(t, s))
 		}
 	})
+	t.Run("released and claimed again by its old owner", func(t *testing.T) {
+		// The one case the owner check in getShares cannot catch: the record would be the
+		// claimant's own. Only deleting it with the claim keeps the release complete.
+		s := openTest(t, "")
+		claim(t, s, NameClaim{Name: "n", Owner: "u_a", LastUsed: t0})
+		if _, err := s.ShareName(ctx, "n", "u_a", with); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ReleaseName(ctx, "n", ""); err != nil {
+			t.Fatal(err)
+		}
+		if stored(t, s) != 0 {
+			t.Fatal("the release left the shares behind")
+		}
+		claim(t, s, NameClaim{Name: "n", Owner: "u_a", LastUsed: t0.Add(time.Minute)})
+		if got := shared(t, s, "n"); got != nil {
+			t.Fatalf("a released name claimed again by its old owner is shared with %q", got)
+		}
+	})
 	t.Run("swept", func(t *testing.T) {
 		s := openTest(t, "")
 		claim(t, s, NameClaim{Name: "n", Owner: "u_a", LastUsed: t0, ExpiresAt: t0.Add(time.Hour)})

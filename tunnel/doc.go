@@ -7,7 +7,8 @@
 // is handed (package sshd accepts connections and global requests), it does not terminate TLS or
 // route by Host (package web), and it persists nothing itself: name ownership goes through a
 // [NameStore] and the shares saved for a name through a [ShareStore], both implemented by
-// package data.
+// package data. An operator's release of a name ([Registry.ReleaseName]) deletes the claim and
+// closes the name's forwards, leaving the SSH connections and their other forwards up.
 //
 // The hot path is [Registry.Lookup] followed by [Proxy.ServeHTTP]: a map read under a read lock,
 // then an http.Transport whose pooled connections are SSH channels. Nothing on that path writes

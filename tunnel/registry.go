@@ -49,6 +49,11 @@ type NameStore interface {
 	NamesByOwner(ctx context.Context, owner string) ([]data.NameClaim, error)
 	// GetName returns a claim, or data.ErrNotFound.
 	GetName(ctx context.Context, name string) (data.NameClaim, error)
+	// TouchName records a use of a name the owner still holds; data.ErrNotFound if nobody
+	// does, data.ErrNameTaken if someone else does. It never claims.
+	TouchName(ctx context.Context, name, owner string, lastUsed time.Time, hint string, expiresAt time.Time) error
+	// ReleaseName deletes owner's claim on name (see [Registry.ReleaseName]).
+	ReleaseName(ctx context.Context, name, owner string) error
 }
 
 // Config configures a [Registry]. Fields are read once, by [NewRegistry].
@@ -199,7 +204,7 @@ func (r *Registry) Open(ctx context.Context, req OpenRequest) (*Forward, error) 
 	if err != nil {
 		return nil, err
 	}
-	lock := &r.ownerLocks[maphash.String(r.seed, req.Owner)%uint64(len(r.ownerLocks))]
+	lock := r.ownerLock(req.Owner)
 	lock.Lock()
 	defer lock.Unlock()
 
@@ -259,6 +264,11 @@ func (r *Registry) Open(ctx context.Context, req OpenRequest) (*Forward, error) 
 		r.cfg.Lifecycle("tunnel_open", name, req.Owner)
 	}
 	return &Forward{r: r, t: t, ep: ep}, nil
+}
+
+// ownerLock is the lock that makes name choice sequential for owner.
+func (r *Registry) ownerLock(owner string) *sync.Mutex {
+	return &r.ownerLocks[maphash.String(r.seed, owner)%uint64(len(r.ownerLocks))]
 }
 
 func (r *Registry) expiry(kind data.NameKind, now time.Time) time.Time {
@@ -450,11 +460,13 @@ func (r *Registry) attach(name string, req OpenRequest) (t *Tunnel, ep *endpoint
 	return t, ep, joined, nil
 }
 
-func (r *Registry) remove(t *Tunnel, ep *endpoint) {
+// remove takes ep out of t and reports whether it was there (a forward is removed once, by
+// whichever of its Close, an eviction or CloseName comes first).
+func (r *Registry) remove(t *Tunnel, ep *endpoint) bool {
 	r.mu.Lock()
 	if !t.del(ep) {
 		r.mu.Unlock()
-		return
+		return false
 	}
 	if r.perOwner[t.owner]--; r.perOwner[t.owner] <= 0 {
 		delete(r.perOwner, t.owner)
@@ -468,26 +480,28 @@ func (r *Registry) remove(t *Tunnel, ep *endpoint) {
 	// ends with this one.
 	t.dropCommandShares(ep.conn)
 	if !last {
-		return
+		return true
 	}
 	r.cfg.Logger.Info("tunnel closed", "name", t.name, "owner", t.owner)
 	if r.cfg.Lifecycle != nil {
 		r.cfg.Lifecycle("tunnel_close", t.name, t.owner)
 	}
 	// Remember when the name was last used, so it expires RandomNameTTL after this, not after
-	// it was opened. A failed write only makes the name expire early.
+	// it was opened. A failed write only makes the name expire early. It is a touch, not a
+	// claim: a name released meanwhile (by the operator, between the read and the write) must
+	// stay released rather than go back to the owner of the forward that just closed.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := r.cfg.Names.GetName(ctx, t.name)
 	if err != nil || c.Owner != t.owner {
-		return
+		return true
 	}
 	now := r.cfg.Now()
-	c.LastUsed = now
-	c.ExpiresAt = r.expiry(c.Kind, now)
-	if _, err := r.cfg.Names.ClaimName(ctx, c); err != nil {
+	err = r.cfg.Names.TouchName(ctx, t.name, t.owner, now, c.Hint, r.expiry(c.Kind, now))
+	if err != nil && !errors.Is(err, data.ErrNotFound) && !errors.Is(err, data.ErrNameTaken) {
 		r.cfg.Logger.Warn("could not record name use", "name", t.name, "err", err)
 	}
+	return true
 }
 
 // Lookup returns the live tunnel with that name, or nil.

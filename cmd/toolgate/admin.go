@@ -38,9 +38,12 @@ type adminEnv struct {
 	inspect func(ctx context.Context, token string) (*oauth.Access, error)
 	// policies is what `policy test|show|reload` ask; nil with tunnel-auth none.
 	policies *policyEnv
-	// tunnels applies saved shares to live tunnels (`tunnel share` and friends); nil when no
-	// server runs (there are none).
+	// tunnels applies saved shares to live tunnels (`tunnel share` and friends) and closes a
+	// released name's (`tunnel release`); nil when no server runs (there are none).
 	tunnels liveTunnels
+	// reserved is the reserved-names setting, the names nobody may claim besides the built-in
+	// ones (`tunnel release` tells them from unknown names).
+	reserved []string
 	// audit records the commands' security events: the server's log, or, without a server,
 	// one opened on the database for the command. nil: not recorded (tests).
 	audit *data.AuditLog
@@ -66,6 +69,10 @@ const adminUsage = `usage:
   toolgate tunnel unshare NAME WHO...                take a share back
   toolgate tunnel shares [NAME] [--json]             whom tunnels are shared with: saved, and by
                                                      the ssh command of live ones
+  toolgate tunnel names [--owner EMAIL|ID] [--json]  claimed names: owner, live, last used, when
+                                                     the claim lapses, saved shares
+  toolgate tunnel release NAME                       delete a name's claim and its saved shares and
+                                                     close its live tunnel; anyone may claim it next
   toolgate policy test --user EMAIL --tunnel NAME --tool TOOL [--client ID] [--args JSON]
                                                      what the policy decides, and by which rule
   toolgate policy reload                             read the policy file again (as SIGHUP does); a
@@ -127,6 +134,10 @@ func runAdminCommand(ctx context.Context, env adminEnv, args []string, stdout, s
 			return tunnelShare(ctx, env, args[2:], false, stdout)
 		case "tunnel shares":
 			return tunnelShares(ctx, env, args[2:], stdout)
+		case "tunnel names":
+			return tunnelNames(ctx, env, args[2:], stdout)
+		case "tunnel release":
+			return tunnelRelease(ctx, env, args[2:], stdout)
 		case "policy test":
 			return policyTest(ctx, env, args[2:], stdout)
 		case "policy reload":

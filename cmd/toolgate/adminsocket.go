@@ -143,7 +143,7 @@ func runAdminCLI(args []string, stdout, stderr io.Writer, env func(string) (stri
 			fmt.Fprintf(stderr, "toolgate: writing the audit log: %v\n", err)
 		}
 	}()
-	aenv := adminEnv{store: store, accounts: accounts, keyTTL: s.KeyTTL, audit: audit}
+	aenv := adminEnv{store: store, accounts: accounts, keyTTL: s.KeyTTL, reserved: s.ReservedNames, audit: audit}
 	if s.TunnelAuth == "oauth" {
 		// No server: the configured policy, and what the database knows.
 		var pol *authz.Policy

@@ -53,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer, env func(string) (string, bool
 const usage = `usage:
   toolgate [serve] [flags]   run the server; with no configuration, the development default
   toolgate user|key|grant|token|tunnel|policy ...  accounts, SSH keys, OAuth approvals, tokens,
-                             tunnel shares and policy (toolgate user help)
+                             tunnel names and shares, policy (toolgate user help)
   toolgate audit list [flags]  the audit log, filtered (toolgate audit help)
   toolgate version           print the version
   toolgate serve -h          list the settings (flags, TOOLGATE_* variables, config file keys)`

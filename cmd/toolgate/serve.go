@@ -246,7 +246,7 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 	srv.adminSock = &http.Server{
 		Handler: adminSocketHandler(func() adminEnv {
 			env := adminEnv{store: srv.store, accounts: srv.accounts, closer: srv.ssh, keyTTL: s.KeyTTL,
-				tunnels: srv.reg, audit: srv.audit}
+				tunnels: srv.reg, reserved: s.ReservedNames, audit: srv.audit}
 			if srv.oauth != nil {
 				env.inspect = srv.oauth.Introspect
 				env.policies = &policyEnv{policy: srv.policies.Current, tunnel: srv.tunnelPolicyInfo,

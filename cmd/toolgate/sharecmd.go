@@ -27,11 +27,14 @@ import (
 // tunnel reads the list when it next goes live. Changes are security events in the audit
 // log, either way.
 
-// liveTunnels is what the share commands need from a running server; *tunnel.Registry.
+// liveTunnels is what the tunnel commands need from a running server; *tunnel.Registry.
 type liveTunnels interface {
 	ReloadShares(ctx context.Context, name string) (*tunnel.Tunnel, error)
 	Lookup(name string) *tunnel.Tunnel
 	Names() []string
+	// ReleaseName deletes owner's claim on name and closes its live forwards, showing line
+	// on their terminals (`tunnel release`).
+	ReleaseName(ctx context.Context, name, owner, line string) (int, error)
 }
 
 // tunnelShare is `tunnel share` (add) and `tunnel unshare`.
