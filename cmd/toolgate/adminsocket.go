@@ -56,11 +56,15 @@ func listenAdminSocket(dir string) (net.Listener, error) {
 }
 
 // adminSocketHandler runs commands sent by `toolgate user|key|tunnel|policy …` inside the
-// server.
+// server (POST /run), and answers audit queries (GET /audit, auditquery.go).
 func adminSocketHandler(env func() adminEnv) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/audit" {
+			serveAuditQuery(w, r, env())
+			return
+		}
 		if r.Method != http.MethodPost || r.URL.Path != "/run" {
-			http.Error(w, "POST /run", http.StatusNotFound)
+			http.Error(w, "POST /run, or GET /audit", http.StatusNotFound)
 			return
 		}
 		var req adminRequest
