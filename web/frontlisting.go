@@ -3,7 +3,6 @@ package web
 import (
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/toolgate/toolgate/authz"
 )
@@ -80,9 +79,7 @@ func (lw *listingWriter) WriteHeader(code int) {
 		lw.started = true
 		h := lw.Header()
 		if code/100 == 2 && isEventStream(h.Get("Content-Type")) {
-			if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-				// toolgate asked for identity (watchToolsChanged); what the filter cannot read
-				// it must not pass on.
+			if ce := contentEncoding(h); ce != "" {
 				lw.refused = true
 				h.Del("Content-Encoding")
 				lw.pr.f.cfg.Logger.Warn("the local server encoded an event stream; answered 502",

@@ -396,9 +396,7 @@ func (fw *filterWriter) WriteHeader(code int) {
 	}
 	if code >= 200 && fw.filter == nil {
 		h := fw.Header()
-		if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-			// toolgate asked for identity (watchToolsChanged); what the filter cannot read it
-			// must not pass on, or the caller would see every tool.
+		if ce := contentEncoding(h); ce != "" {
 			fw.refused = true
 			h.Del("Content-Encoding")
 			fw.pr.f.cfg.Logger.Warn("the local server encoded a tools/list answer; answered 502",

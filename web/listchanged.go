@@ -98,6 +98,17 @@ func (cw *toolsChangedWriter) forget() {
 		"tunnel", cw.t.Name())
 }
 
+// contentEncoding is the coding of an answer whose body the policy step must read (a tools/list
+// answer, an event stream it filters), or "" when it is unencoded. toolgate asks for identity
+// (watchToolsChanged); a server that encodes anyway gets its answer refused rather than passed
+// on unread, or the caller would see every tool.
+func contentEncoding(h http.Header) string {
+	if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return ce
+	}
+	return ""
+}
+
 // isEventStream reports whether a Content-Type is text/event-stream. The media type alone
 // decides, as for the tools/list filter: a malformed parameter must not hide a stream.
 func isEventStream(ct string) bool {
