@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -89,13 +88,7 @@ func tunnelNames(ctx context.Context, env adminEnv, args []string, out io.Writer
 	slices.SortFunc(rows, func(a, b nameRow) int { return strings.Compare(a.Name, b.Name) })
 
 	if *asJSON {
-		enc := json.NewEncoder(out)
-		for _, r := range rows {
-			if err := enc.Encode(r); err != nil {
-				return err
-			}
-		}
-		return nil
+		return writeJSONLines(out, rows)
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tOWNER\tKIND\tLIVE\tLAST USED\tLAPSES\tSHARES")

@@ -175,13 +175,7 @@ func tunnelShares(ctx context.Context, env adminEnv, args []string, out io.Write
 	}
 
 	if *asJSON {
-		enc := json.NewEncoder(out)
-		for _, r := range rows {
-			if err := enc.Encode(r); err != nil {
-				return err
-			}
-		}
-		return nil
+		return writeJSONLines(out, rows)
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TUNNEL\tOWNER\tLIVE\tSAVED\tSSH COMMAND")
@@ -222,6 +216,17 @@ func listOrNobody(with []string) string {
 		return "nobody"
 	}
 	return strings.Join(with, ", ")
+}
+
+// writeJSONLines writes rows as JSON, one object per line (a list command's --json).
+func writeJSONLines[T any](out io.Writer, rows []T) error {
+	enc := json.NewEncoder(out)
+	for _, r := range rows {
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // nonNil makes an empty list print as [] in JSON, not null.
