@@ -10,7 +10,8 @@
 # time, so the two toolgates never compete); the table gives the median over rounds and the
 # [min–max] spread, and a second table sets (d) against (c): OAuth on vs off in the same
 # rounds. Then 1,000 idle tunnels on a fresh toolgate (x/crypto clients in loadgen) for memory
-# and goroutines per tunnel, and an optional wrk cross-check of (a) and (b).
+# and goroutines per tunnel. With wrk installed, every round also runs the small-request cells
+# of (a), (b) and (c) with wrk, a C client that leaves more of the two cores to the paths.
 #
 #   e2e/perf/run.sh                      # ~4 minutes on 2 cores
 #   ROUNDS=3 DURATION=1s e2e/perf/run.sh # quicker, noisier
@@ -46,7 +47,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   exit 2
 fi
 have_wrk=1
-command -v wrk >/dev/null || { have_wrk=0; echo "run.sh: wrk not installed; skipping the wrk cross-check (apt-get install -y wrk)" >&2; }
+command -v wrk >/dev/null || { have_wrk=0; echo "run.sh: wrk not installed; skipping the wrk cells (apt-get install -y wrk)" >&2; }
 
 # 1,000 SSH connections need 2,000+ descriptors across loadgen and toolgate.
 hard=$(ulimit -Hn)
@@ -203,6 +204,11 @@ for r in $(seq "$ROUNDS"); do
     -cpu "b=$cpu_b" -cpu "c=$cpu_c" -cpu "d=$cpu_d" -ours "$ours" ${token_d:+-auth "d=$token_d"} \
     -target "a=http://127.0.0.1:$LOCAL" -target "b=http://127.0.0.1:$PUBLIC" -target "c=https://$host_load:$HTTPS" \
     -target "d=https://$host_d:$HTTPS_D"
+  # The same small POSTs from wrk, which leaves more of the two cores to the paths under test.
+  if [ "$have_wrk" = 1 ]; then
+    "$lg" wrk -round "$r" -d "$DURATION" -out "$res" -cpu "b=$cpu_b" -cpu "c=$cpu_c" \
+      -target "a=http://127.0.0.1:$LOCAL" -target "b=http://127.0.0.1:$PUBLIC" -target "c=https://$host_load:$HTTPS"
+  fi
   setup_b() {
     [ -n "$ref_key" ] || return 0
     "$lg" setup -path b -round "$r" -url "http://127.0.0.1:$SETUP_PUBLIC/mcp" -out "$res" -- \
@@ -231,40 +237,8 @@ sleep 1
 "$lg" scale -ssh "127.0.0.1:$SSHP2" -admin "127.0.0.1:$ADMIN2" -admin-socket "$work/tg-scale/admin.sock" \
   -n "$SCALE_N" -par 8 -out "$res"
 
-# --- wrk cross-check of (a) and (b): a C client that costs less CPU than loadgen ---------------
-if [ "$have_wrk" = 1 ]; then
-  echo "== wrk cross-check (one round, ${DURATION} per cell; plain HTTP only)"
-  cat >"$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ping","arguments":{}}}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
-  {
-    echo "| wrk, POST /mcp | req/s c1 | p50 / p99 c1 (ms) | req/s c16 | req/s c64 | p50 / p99 c64 (ms) |"
-    echo "|---|---|---|---|---|---|"
-    for pt in "a $LOCAL" "b $PUBLIC"; do
-      set -- $pt
-      line="| ($1) |"
-      for c in 1 16 64; do
-        t=2; [ "$c" = 1 ] && t=1
-        o=$(wrk -t"$t" -c"$c" -d"$DURATION" --latency -s "$work/post.lua" "http://127.0.0.1:$2/mcp")
-        rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$o")
-        lat=$(awk '/^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {print p50 " / " p99}' <<<"$o")
-        case $c in 1 | 64) line="$line $rps | $lat |" ;; *) line="$line $rps |" ;; esac
-      done
-      echo "$line"
-    done
-  } >"$work/wrk.md"
-fi
-
 echo
 echo "== results"
 {
   "$lg" report -in "$res"
-  if [ -s "$work/wrk.md" ]; then
-    echo
-    echo "wrk cross-check (units as wrk prints them):"
-    echo
-    cat "$work/wrk.md"
-  fi
 } | tee "$work/table.md"

@@ -43,6 +43,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -59,7 +60,7 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("loadgen: ")
 	if len(os.Args) < 2 {
-		log.Fatal("usage: loadgen backend|freeports|name|wait|bench|setup|scale|token|report [flags]")
+		log.Fatal("usage: loadgen backend|freeports|name|wait|bench|wrk|setup|scale|token|report [flags]")
 	}
 	cmd, args := os.Args[1], os.Args[2:]
 	var err error
@@ -78,6 +79,8 @@ func main() {
 		err = runSetup(args)
 	case "scale":
 		err = runScale(args)
+	case "wrk":
+		err = runWrk(args)
 	case "report":
 		err = runReport(args)
 	case "token":
@@ -440,15 +443,7 @@ func runBench(args []string) error {
 	// Rotate the order by round.
 	k := (*round - 1) % len(ts)
 	ts = append(ts[k:], ts[:k]...)
-	cpuPids := map[string][]int{}
-	for _, f := range cpuFlags {
-		name, list, _ := strings.Cut(f, "=")
-		for _, p := range strings.Split(list, ",") {
-			if pid, err := strconv.Atoi(strings.TrimSpace(p)); err == nil {
-				cpuPids[name] = append(cpuPids[name], pid)
-			}
-		}
-	}
+	cpuPids := parsePidFlags(cpuFlags)
 	ourPids := []int{os.Getpid()}
 	for _, p := range strings.Split(*ours, ",") {
 		if pid, err := strconv.Atoi(strings.TrimSpace(p)); err == nil {
@@ -470,8 +465,13 @@ func runBench(args []string) error {
 				cpu0 := cpuTicks(cpuPids[t.name])
 				busy0, ours0, t0 := machineBusy(), cpuTicks(ourPids), time.Now()
 				r, err := smallCell(t, roots, c, *warm, *dur)
-				foreign := float64((machineBusy()-busy0)-(cpuTicks(ourPids)-ours0)) / clockTicks / time.Since(t0).Seconds() * 100
+				busy1, secs := machineBusy(), time.Since(t0).Seconds()
+				foreign := float64((busy1-busy0)-(cpuTicks(ourPids)-ours0)) / clockTicks / secs * 100
 				rec.add(record{Round: *round, Path: t.name, Metric: "foreign_cpu_pct", Conc: c, Value: foreign})
+				// How much of the machine the cell kept busy tells a path limited by CPU (near
+				// 100%) from one limited by its own round trips, with cores left idle.
+				rec.add(record{Round: *round, Path: t.name, Metric: "machine_busy_pct", Conc: c,
+					Value: float64(busy1-busy0) / clockTicks / secs / float64(runtime.NumCPU()) * 100})
 				if err != nil {
 					return fmt.Errorf("%s c=%d: %w", t.name, c, err)
 				}
@@ -552,6 +552,20 @@ func machineBusy() int64 {
 		sum += n
 	}
 	return sum
+}
+
+// parsePidFlags reads -cpu NAME=PID,PID... flags into the pids of each path.
+func parsePidFlags(flags []string) map[string][]int {
+	pids := map[string][]int{}
+	for _, f := range flags {
+		name, list, _ := strings.Cut(f, "=")
+		for _, p := range strings.Split(list, ",") {
+			if pid, err := strconv.Atoi(strings.TrimSpace(p)); err == nil {
+				pids[name] = append(pids[name], pid)
+			}
+		}
+	}
+	return pids
 }
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat times; 100 on every Linux this runs on.
@@ -1140,6 +1154,9 @@ func runReport(args []string) error {
 	for _, c := range []int{1, 64} {
 		row(fmt.Sprintf("tunnel CPU µs per POST (server+ssh client), %d conn", c), "post_cpu_us", c, "%.0f")
 	}
+	for _, c := range []int{16, 64} {
+		row(fmt.Sprintf("machine busy, %% of all cores, %d conn", c), "machine_busy_pct", c, "%.0f")
+	}
 	row("connections opened, 64 conn cell", "post_conns", 64, "%.0f")
 	row("bulk 200 MiB, MB/s", "bulk_mbps", 0, "%.0f")
 	row("tunnel CPU ms per MB of bulk (server+ssh client)", "bulk_cpu_ms_per_mb", 0, "%.2f")
@@ -1150,6 +1167,7 @@ func runReport(args []string) error {
 	if haveD {
 		reportOAuth(recs, get, cell)
 	}
+	haveWrk := reportWrk(recs, cell)
 	{
 		var fs []float64
 		for k, v := range vals {
@@ -1218,12 +1236,20 @@ func runReport(args []string) error {
 	{
 		b, okB := get("post_rps", "b", 64)
 		c, okC := get("post_rps", "c", 64)
-		target("req/s of (c) ≥ (b), 64 conn", fmt.Sprintf("%.0f vs %.0f (%.0f%%)", c.med, b.med, 100*c.med/b.med), c.med >= b.med, okB && okC)
+		target("req/s of (c) ≥ (b), 64 conn", fmt.Sprintf("%.0f vs %.0f (%.0f%%; per round %s)", c.med, b.med, 100*c.med/b.med,
+			ratioCell(roundRatios(recs, "post_rps", 64, "c", "b"))), c.med >= b.med, okB && okC)
+	}
+	if haveWrk {
+		b, okB := get("wrk_rps", "b", 64)
+		c, okC := get("wrk_rps", "c", 64)
+		target("req/s of (c) ≥ (b), 64 conn, wrk", fmt.Sprintf("%.0f vs %.0f (%.0f%%; per round %s)", c.med, b.med, 100*c.med/b.med,
+			ratioCell(roundRatios(recs, "wrk_rps", 64, "c", "b"))), c.med >= b.med, okB && okC)
 	}
 	{
 		b, okB := get("bulk_mbps", "b", 0)
 		c, okC := get("bulk_mbps", "c", 0)
-		target("bulk (c) ≥ 80% of (b)", fmt.Sprintf("%.0f vs %.0f MB/s (%.0f%%)", c.med, b.med, 100*c.med/b.med), c.med >= 0.8*b.med, okB && okC)
+		target("bulk (c) ≥ 80% of (b)", fmt.Sprintf("%.0f vs %.0f MB/s (%.0f%%; per round %s)", c.med, b.med, 100*c.med/b.med,
+			ratioCell(roundRatios(recs, "bulk_mbps", 0, "c", "b"))), c.med >= 0.8*b.med, okB && okC)
 	}
 	{
 		a, okA := get("sse_first_ms", "a", 0)

@@ -14,11 +14,12 @@ import (
 // oauthConcs are the small-request concurrencies compared.
 var oauthConcs = []int{1, 16, 64}
 
-// roundRatios returns d/c of metric at conc for every round that measured both, sorted.
-func roundRatios(recs []record, metric string, conc int) []float64 {
+// roundRatios returns num/den (two paths) of metric at conc for every round that measured
+// both, sorted.
+func roundRatios(recs []record, metric string, conc int, num, den string) []float64 {
 	byRound := map[int]map[string]float64{}
 	for _, r := range recs {
-		if r.Metric != metric || r.Conc != conc || (r.Path != "c" && r.Path != "d") {
+		if r.Metric != metric || r.Conc != conc || (r.Path != num && r.Path != den) {
 			continue
 		}
 		if byRound[r.Round] == nil {
@@ -28,10 +29,10 @@ func roundRatios(recs []record, metric string, conc int) []float64 {
 	}
 	var out []float64
 	for _, v := range byRound {
-		c, okC := v["c"]
-		d, okD := v["d"]
-		if okC && okD && c > 0 {
-			out = append(out, d/c)
+		d, okD := v[den]
+		n, okN := v[num]
+		if okD && okN && d > 0 {
+			out = append(out, n/d)
 		}
 	}
 	sort.Float64s(out)
@@ -67,7 +68,7 @@ func reportOAuth(recs []record, get func(metric, path string, conc int) (stat, b
 	for _, c := range oauthConcs {
 		fmt.Printf("| %d conn | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c,
 			cell("post_rps", "c", c, "%.0f"), cell("post_rps", "d", c, "%.0f"),
-			ratioCell(roundRatios(recs, "post_rps", c)),
+			ratioCell(roundRatios(recs, "post_rps", c, "d", "c")),
 			cell("post_p50_ms", "c", c, "%.3f"), cell("post_p50_ms", "d", c, "%.3f"),
 			cell("post_p99_ms", "c", c, "%.2f"), cell("post_p99_ms", "d", c, "%.2f"),
 			cell("post_cpu_us", "c", c, "%.0f"), cell("post_cpu_us", "d", c, "%.0f"))
@@ -75,7 +76,7 @@ func reportOAuth(recs []record, get func(metric, path string, conc int) (stat, b
 	var notes []string
 	if _, ok := get("bulk_mbps", "d", 0); ok {
 		notes = append(notes, fmt.Sprintf("bulk MB/s (c) %s, (d) %s, d/c %s", cell("bulk_mbps", "c", 0, "%.0f"),
-			cell("bulk_mbps", "d", 0, "%.0f"), ratioCell(roundRatios(recs, "bulk_mbps", 0))))
+			cell("bulk_mbps", "d", 0, "%.0f"), ratioCell(roundRatios(recs, "bulk_mbps", 0, "d", "c"))))
 	}
 	if _, ok := get("sse_first_ms", "d", 0); ok {
 		notes = append(notes, fmt.Sprintf("SSE first event ms (c) %s, (d) %s", cell("sse_first_ms", "c", 0, "%.2f"),
@@ -97,7 +98,7 @@ func oauthTarget(recs []record) (measured string, met, ok bool) {
 	var parts []string
 	met, ok = true, true
 	for _, c := range oauthConcs {
-		rs := roundRatios(recs, "post_rps", c)
+		rs := roundRatios(recs, "post_rps", c, "d", "c")
 		if len(rs) == 0 {
 			ok = false
 			parts = append(parts, fmt.Sprintf("— (%d conn)", c))
