@@ -18,8 +18,8 @@ import (
 // the allowance with everything the collector scans, live heap plus goroutine stacks, and a
 // server holding 1,000 idle tunnels scans about 60 MB: at 200 it may keep 120 MB of garbage
 // resident, about 120 KiB per idle tunnel on top of the tunnels' own 60. With a fixed
-// allowance the small-heap case keeps its 200 and the large-heap case falls back to 100, where
-// the collector already runs rarely because its heap is large.
+// allowance the small-heap case keeps its high percent and the large-heap case falls back to
+// 100, where the collector already runs rarely because its heap is large.
 //
 // The collector's pacer sets the heap goal to live heap + (live heap + stacks + globals) ×
 // GOGC/100 (the Go GC guide), so the percent giving an allowance of headroom is

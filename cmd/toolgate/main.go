@@ -63,11 +63,12 @@ const usage = `usage:
 // x/crypto/ssh allocates every SSH packet it receives afresh, 32 KiB and more for bulk data, so
 // a tunnel moving 300 MB/s allocates 300 MB/s, and at Go's default a proxy's small heap is
 // collected every few milliseconds. Measured (docs/PERFORMANCE.md): bulk through a tunnel +21%
-// and CPU per MB −19% at 200 against 100. A fixed 200 made a server with 1,000 idle tunnels
-// keep up to twice their 60 MB as uncollected garbage; the tuner falls back to 100 there. Set
-// GOGC (and GOMEMLIMIT) to choose otherwise.
+// and CPU per MB −19% at 200 against 100, and another +7% and −6% at 400 against 200. A fixed
+// 200 made a server with 1,000 idle tunnels keep up to twice their 60 MB as uncollected
+// garbage; with the headroom cap the tuner falls back to 100 there, and a small heap gets 400
+// for at most 32 MiB of garbage. Set GOGC (and GOMEMLIMIT) to choose otherwise.
 const (
-	gcMaxPercent = 200
+	gcMaxPercent = 400
 	gcHeadroom   = 32 << 20
 )
 
