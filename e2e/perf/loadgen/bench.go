@@ -111,7 +111,7 @@ func runBench(args []string) error {
 				// How much of the machine the cell kept busy tells a path limited by CPU (near
 				// 100%) from one limited by its own round trips, with cores left idle.
 				rec.add(record{Round: *round, Path: t.name, Metric: "machine_busy_pct", Conc: c,
-					Value: float64(busy1-busy0) / clockTicks / secs / float64(runtime.NumCPU()) * 100})
+					Value: busyPercent(busy1-busy0, secs)})
 				if err != nil {
 					return fmt.Errorf("%s c=%d: %w", t.name, c, err)
 				}
@@ -206,6 +206,11 @@ func parsePidFlags(flags []string) map[string][]int {
 		}
 	}
 	return pids
+}
+
+// busyPercent is how much of all cores ticks of machine busy time over secs seconds make.
+func busyPercent(ticks int64, secs float64) float64 {
+	return float64(ticks) / clockTicks / secs / float64(runtime.NumCPU()) * 100
 }
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat times; 100 on every Linux this runs on.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -83,7 +82,7 @@ func runWrk(args []string) error {
 				"-d", fmt.Sprintf("%ds", secs), "--latency", "-s", script,
 				strings.TrimSuffix(t.base.String(), "/")+"/mcp")
 			outb, err := cmd.CombinedOutput()
-			busy := float64(machineBusy()-busy0) / clockTicks / time.Since(t0).Seconds() / float64(runtime.NumCPU()) * 100
+			busy := busyPercent(machineBusy()-busy0, time.Since(t0).Seconds())
 			if err != nil {
 				return fmt.Errorf("%s c=%d: wrk: %w: %s", t.name, c, err, outb)
 			}
