@@ -46,6 +46,8 @@ type conn struct {
 	probeMu sync.Mutex
 	probe   *probeFlight
 
+	global globalQueue // the global requests: lets a session's options wait for earlier forwards
+
 	kaTimer  *time.Timer // guarded by mu
 	kaMisses int         // only touched by the keepalive callback, which never overlaps itself
 }
@@ -85,6 +87,7 @@ func newConn(s *Server, sc *ssh.ServerConn, nc net.Conn, id Identity) *conn {
 
 // serve runs the connection until it closes, then removes its tunnels.
 func (c *conn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
+	c.global.reqs = reqs
 	globalDone := make(chan struct{})
 	go func() {
 		defer close(globalDone)
@@ -154,7 +157,9 @@ func (c *conn) closeReason() string {
 // handleGlobal answers global requests strictly in order: OpenSSH pairs replies with its
 // requests by order, so a slow tcpip-forward must hold back the replies behind it.
 func (c *conn) handleGlobal(reqs <-chan *ssh.Request) {
+	defer c.global.settle()
 	for req := range reqs {
+		c.global.begin()
 		switch req.Type {
 		case "tcpip-forward":
 			c.forward(req)
@@ -164,6 +169,66 @@ func (c *conn) handleGlobal(reqs <-chan *ssh.Request) {
 			// keepalive@openssh.com and anything unknown: a failure reply is the correct
 			// answer and still proves we are alive.
 			req.Reply(false, nil)
+		}
+		if len(reqs) == 0 {
+			c.global.settle()
+		}
+	}
+}
+
+// globalQueue tells a session whether every global request received so far has been answered.
+//
+// OpenSSH sends its tcpip-forward requests before it opens the session whose exec carries the
+// options (share=, host-header=), but x/crypto/ssh hands global requests and channels to
+// different goroutines, and opening a forward (choosing and saving a name) takes longer than
+// the client's round trip to open the session. Without waiting, share= could reach the
+// connection before its first forward: the terminal would show the share before the URL, and
+// the Shared hook would hear of no tunnel.
+//
+// The SSH reader queues a global request on reqs before it reads any later packet, so "the
+// loop is busy or reqs is not empty" covers every request that arrived before the exec.
+type globalQueue struct {
+	reqs <-chan *ssh.Request // set before the loop starts; len is safe from any goroutine
+
+	mu      sync.Mutex
+	busy    bool          // the loop is handling a request
+	settled chan struct{} // closed by the next settle; made by a waiter, nil otherwise
+}
+
+func (q *globalQueue) begin() {
+	q.mu.Lock()
+	q.busy = true
+	q.mu.Unlock()
+}
+
+func (q *globalQueue) settle() {
+	q.mu.Lock()
+	q.busy = false
+	if q.settled != nil {
+		close(q.settled)
+		q.settled = nil
+	}
+	q.mu.Unlock()
+}
+
+// wait returns once every global request queued before the call has been answered, or when
+// ctx ends.
+func (q *globalQueue) wait(ctx context.Context) {
+	for {
+		q.mu.Lock()
+		if !q.busy && len(q.reqs) == 0 {
+			q.mu.Unlock()
+			return
+		}
+		if q.settled == nil {
+			q.settled = make(chan struct{})
+		}
+		ch := q.settled
+		q.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package sshd
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -125,10 +126,20 @@ func (s *session) readInput() {
 	}
 }
 
+// optionsWait bounds how long the options wait for the forwards requested before them.
+const optionsWait = 10 * time.Second
+
 // options applies the words of the remote command, e.g. `ssh -R 0:localhost:3000 D
-// host-header=public`. They arrive after the forwards (OpenSSH sends tcpip-forward first), so
-// they apply to the connection's tunnels from then on.
+// host-header=public`. OpenSSH sends its tcpip-forward requests first; the options wait until
+// those are answered (see globalQueue), so they apply to the tunnels on the command line and
+// are shown after their URLs. Forwards added later get them too.
 func (s *session) options(cmd string) {
+	if strings.TrimSpace(cmd) == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.c.ctx, optionsWait)
+	s.c.global.wait(ctx)
+	cancel()
 	for _, w := range strings.Fields(cmd) {
 		k, v, _ := strings.Cut(w, "=")
 		switch {

@@ -45,11 +45,21 @@ type harness struct {
 
 func newHarness(t *testing.T, mod func(*sshd.Config)) *harness {
 	t.Helper()
+	return newHarnessWith(t, nil, mod)
+}
+
+// newHarnessWith is newHarness with a hook on the registry's configuration too.
+func newHarnessWith(t *testing.T, regMod func(*tunnel.Config), mod func(*sshd.Config)) *harness {
+	t.Helper()
 	st, err := data.Open(data.Config{Path: filepath.Join(t.TempDir(), "db"), NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := tunnel.NewRegistry(tunnel.Config{Domain: domain, Names: st, Shares: st, ProbeTimeout: 500 * time.Millisecond})
+	rc := tunnel.Config{Domain: domain, Names: st, Shares: st, ProbeTimeout: 500 * time.Millisecond}
+	if regMod != nil {
+		regMod(&rc)
+	}
+	reg, err := tunnel.NewRegistry(rc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,6 +464,17 @@ func (anyKey) Authenticate(_ context.Context, _ ssh.ConnMetadata, key ssh.Public
 // TestSharesOnTheTerminal: a name's saved shares apply as soon as it is live, and the owner's
 // terminal says so under the URL; share= on the ssh command adds to them for the connection,
 // and the terminal shows the tunnel's whole list.
+// slowClaims delays every name claim, as a slow disk would.
+type slowClaims struct {
+	tunnel.NameStore
+	delay time.Duration
+}
+
+func (s slowClaims) ClaimName(ctx context.Context, c data.NameClaim) (data.NameClaim, error) {
+	time.Sleep(s.delay)
+	return s.NameStore.ClaimName(ctx, c)
+}
+
 func TestSharesOnTheTerminal(t *testing.T) {
 	type shared struct {
 		owner   string
@@ -461,7 +482,9 @@ func TestSharesOnTheTerminal(t *testing.T) {
 		tunnels map[string][]string
 	}
 	events := make(chan shared, 1)
-	h := newHarness(t, func(c *sshd.Config) {
+	// A slow name claim holds the forward open while the session's exec arrives: share= must
+	// still wait for it, and so come after the URL and apply to the tunnel.
+	h := newHarnessWith(t, func(rc *tunnel.Config) { rc.Names = slowClaims{rc.Names, 300 * time.Millisecond} }, func(c *sshd.Config) {
 		c.Shared = func(owner string, with []string, tunnels map[string][]string) { events <- shared{owner, with, tunnels} }
 	})
 	local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") }))
