@@ -74,6 +74,11 @@ type FrontConfig struct {
 	Users UserDirectory
 	// MaxBody bounds a request body the policy step reads whole. Default 1 MiB.
 	MaxBody int64
+	// BodyTimeout bounds the time from a request's headers to the end of a body the policy
+	// step reads whole; a client still sending then gets 408. The public server has no
+	// ReadTimeout (it would cut streams), so without this a client trickling a body would hold
+	// a connection and its buffer for as long as it liked. Default 30s: 1 MiB at 35 KB/s.
+	BodyTimeout time.Duration
 	// Audit receives one record per request that reached the token step: allowed, denied,
 	// or refused for its token (those coalesced when they come in floods; see
 	// frontrefusal.go). Default nil: no records.
@@ -139,6 +144,9 @@ func NewFront(cfg FrontConfig) (*Front, error) {
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 1 << 20
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = 30 * time.Second
 	}
 	f := &Front{cfg: cfg, users: &userCache{dir: cfg.Users}}
 	if cfg.Audit != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -99,12 +100,32 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, tr *tunnelRequest
 	}
 	sc := f.bodies.get(size)
 	tr.body.hold(&f.bodies, sc)
+	// The deadline is the connection's (HTTP/1) or the stream's (HTTP/2), and the response
+	// may stream for hours. net/http lifts an HTTP/1 connection's itself once the body reaches
+	// EOF; an HTTP/2 stream's would still fire later, harmlessly but for a timer kept per
+	// request, so it is lifted here. After a timeout it stays, so that net/http, draining the
+	// rest of the body, gives up at once rather than wait on the client. Writers that cannot
+	// take a deadline (tests' recorders) read without.
+	rc := http.NewResponseController(w)
+	timed := rc.SetReadDeadline(time.Now().Add(f.cfg.BodyTimeout)) == nil
 	body, err := readBody(sc.buf, r.Body, f.cfg.MaxBody)
+	if timed && !errors.Is(err, os.ErrDeadlineExceeded) {
+		rc.SetReadDeadline(time.Time{})
+	}
 	sc.buf = body
 	switch {
 	case errors.Is(err, errBodyTooLarge):
 		writeRPCError(w, http.StatusRequestEntityTooLarge, nil, -32600,
 			fmt.Sprintf("The request body is over %d bytes; toolgate does not forward what it cannot read whole.", f.cfg.MaxBody))
+		return nil, nil, false
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		if r.ProtoMajor == 1 {
+			// The rest of the body is unread: the connection cannot carry another request.
+			// (On HTTP/2 only the stream is done; Connection: close would end every stream.)
+			w.Header().Set("Connection", "close")
+		}
+		writeRPCError(w, http.StatusRequestTimeout, nil, -32600,
+			fmt.Sprintf("The request body did not arrive within %v.", f.cfg.BodyTimeout))
 		return nil, nil, false
 	case err != nil:
 		writeError(w, r, http.StatusBadRequest, "bad_body", "Reading the request body failed.")

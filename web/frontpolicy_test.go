@@ -37,6 +37,12 @@ type policyFront struct {
 
 func newPolicyFront(t *testing.T) *policyFront {
 	t.Helper()
+	return newPolicyFrontWith(t, nil)
+}
+
+// newPolicyFrontWith is newPolicyFront with a hook on the Front's configuration.
+func newPolicyFrontWith(t *testing.T, mod func(*FrontConfig)) *policyFront {
+	t.Helper()
 	st, reg, fwd, users := openTestTunnel(t, "test.localhost", "tools", "owner@test.local", "friend@test.local")
 	tokens := testTokens{}
 	for i, name := range []string{"owner", "friend"} {
@@ -47,8 +53,12 @@ func newPolicyFront(t *testing.T) *policyFront {
 
 	pf := &policyFront{t: fwd.Tunnel()}
 	var err error
-	pf.f, err = NewFront(FrontConfig{Domain: "test.localhost", Tunnels: reg, Proxy: pf, Auth: tokens,
-		Policy: benchPolicy{authz.DefaultPolicy(time.Hour)}, Users: st})
+	cfg := FrontConfig{Domain: "test.localhost", Tunnels: reg, Proxy: pf, Auth: tokens,
+		Policy: benchPolicy{authz.DefaultPolicy(time.Hour)}, Users: st}
+	if mod != nil {
+		mod(&cfg)
+	}
+	pf.f, err = NewFront(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -246,6 +246,7 @@ func TestSettingsEverySource(t *testing.T) {
 		"policy":                           {val: "/etc/toolgate/policy.yaml"},
 		"max-auth-age":                     {val: "30m0s"},
 		"max-body":                         {val: "65536"},
+		"body-timeout":                     {val: "10s"},
 		"audit-max-age":                    {val: "168h0m0s"},
 		"audit-max-records":                {val: "5000"},
 		"audit-args":                       {val: "true"},

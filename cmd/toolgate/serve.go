@@ -207,6 +207,7 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		Policy:         policy,
 		Users:          srv.store,
 		MaxBody:        int64(s.MaxBody),
+		BodyTimeout:    s.BodyTimeout,
 		Audit:          srv.audit,
 		AuditArgs:      s.AuditArgs,
 		AllowedOrigins: []string(s.AllowedOrigins),
