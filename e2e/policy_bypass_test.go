@@ -2,17 +2,19 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestPolicyBypassAttempts: requests crafted to slip a write or destructive call past the
 // policy, each from a user the tunnel is shared with (who may call read tools only). Every one
 // is refused by toolgate and none reaches the server: its call counts stay at zero.
 func TestPolicyBypassAttempts(t *testing.T) {
-	in := startOAuth(t, "--max-body", "4096")
+	in := startOAuth(t, "--max-body", "4096", "--body-timeout", "1s")
 	ns := startNotesServer(t)
 	mcpURL := policyTunnel(t, in, "owner@e2e.test", ns, "share=friend@e2e.test")
 	friend := in.signIn(t, "friend@e2e.test")
@@ -86,6 +88,33 @@ func TestPolicyBypassAttempts(t *testing.T) {
 			}
 		})
 	}
+	t.Run("body trickled past --body-timeout", func(t *testing.T) {
+		// Half a destructive call, then nothing: toolgate answers 408 and forwards nothing,
+		// rather than hold the connection for as long as the client likes.
+		pipe, send := io.Pipe()
+		defer send.Close()
+		bound := time.AfterFunc(10*time.Second, func() { send.CloseWithError(errors.New("the test's bound")) })
+		defer bound.Stop()
+		go io.WriteString(send, msg("1", "delete_all")[:40]) //nolint:errcheck
+		req, _ := http.NewRequest("POST", mcpURL, pipe)
+		req.ContentLength = int64(len(msg("1", "delete_all")))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+access)
+		start := time.Now()
+		resp, err := in.client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), "did not arrive within 1s") {
+			t.Fatalf("status %s: %s", resp.Status, body)
+		}
+		if took := time.Since(start); took < time.Second {
+			t.Fatalf("408 after %v", took)
+		}
+	})
 	for _, tool := range []string{"write_note", "delete_all"} {
 		if n := ns.count(tool); n != 0 {
 			t.Errorf("%s reached the server %d times", tool, n)

@@ -74,10 +74,12 @@ type FrontConfig struct {
 	Users UserDirectory
 	// MaxBody bounds a request body the policy step reads whole. Default 1 MiB.
 	MaxBody int64
-	// BodyTimeout bounds the time from a request's headers to the end of a body the policy
-	// step reads whole; a client still sending then gets 408. The public server has no
-	// ReadTimeout (it would cut streams), so without this a client trickling a body would hold
-	// a connection and its buffer for as long as it liked. Default 30s: 1 MiB at 35 KB/s.
+	// BodyTimeout bounds the time from a request's headers to the end of a body toolgate
+	// reads itself: an MCP request the policy step reads whole (a client still sending then
+	// gets 408), and any request to the apex (OAuth, registration and sign-in forms, whose
+	// handlers then see a read error). The public server has no ReadTimeout (it would cut
+	// streams), so without this a client trickling a body would hold a connection and its
+	// buffer for as long as it liked. Default 30s: 1 MiB at 35 KB/s.
 	BodyTimeout time.Duration
 	// Audit receives one record per request that reached the token step: allowed, denied,
 	// or refused for its token (those coalesced when they come in floods; see
@@ -159,6 +161,17 @@ func NewFront(cfg FrontConfig) (*Front, error) {
 func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := hostOnly(r.Host)
 	if strings.EqualFold(host, f.cfg.Domain) {
+		if r.Body != nil && r.Body != http.NoBody {
+			// Nothing on the apex streams a request body or answers for long, so the
+			// deadline covers the whole request. An HTTP/1 connection's is left as it is:
+			// net/http sets its own for whatever the connection does next, and until then
+			// it keeps net/http's drain of an unread body short. An HTTP/2 stream's is
+			// lifted, or its timer would outlive the request.
+			rc := http.NewResponseController(w)
+			if rc.SetReadDeadline(time.Now().Add(f.cfg.BodyTimeout)) == nil && r.ProtoMajor == 2 {
+				defer rc.SetReadDeadline(time.Time{})
+			}
+		}
 		f.cfg.Apex.ServeHTTP(w, r)
 		return
 	}

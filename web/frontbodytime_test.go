@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,35 @@ func bodyTimeoutServers(t *testing.T, pf *policyFront) map[string]*httptest.Serv
 	return map[string]*httptest.Server{"HTTP/1.1": h1, "HTTP/2.0": h2}
 }
 
+// stalledPost sends a POST to host over proto that announces 200 bytes of body, sends 46 and
+// stalls. It returns the answer and how long it took. The test's own bound is 5 s.
+func stalledPost(t *testing.T, proto string, ts *httptest.Server, host string) (status int, body string, took time.Duration) {
+	t.Helper()
+	pipe, send := io.Pipe()
+	defer send.Close()
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/mcp", pipe)
+	req.Host = host
+	req.ContentLength = 200
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer owner")
+	go send.Write([]byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call",`)) //nolint:errcheck
+	start := time.Now()
+	// The transport waits on the body too, so ending the body is what ends the request.
+	bound := time.AfterFunc(5*time.Second, func() { send.CloseWithError(errors.New("the test's bound")) })
+	defer bound.Stop()
+	resp, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Proto != proto {
+		t.Fatalf("served over %s, not %s", resp.Proto, proto)
+	}
+	return resp.StatusCode, string(got), time.Since(start)
+}
+
 // TestBodyTimeout: a client that sends the headers and part of an MCP body, then stalls, gets
 // 408 once BodyTimeout has passed, and nothing reaches the local server.
 func TestBodyTimeout(t *testing.T) {
@@ -32,35 +62,40 @@ func TestBodyTimeout(t *testing.T) {
 	pf.setServe(answerWith(callAnswer, false))
 	for proto, ts := range bodyTimeoutServers(t, pf) {
 		t.Run(proto, func(t *testing.T) {
-			body, send := io.Pipe()
-			defer send.Close()
-			req, _ := http.NewRequest(http.MethodPost, ts.URL+"/mcp", body)
-			req.Host = "tools.test.localhost"
-			req.ContentLength = 200
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Accept", "application/json, text/event-stream")
-			req.Header.Set("Authorization", "Bearer owner")
-			go send.Write([]byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call",`)) //nolint:errcheck
-			start := time.Now()
-			// Without BodyTimeout, the test's own bound: the transport waits on the body too,
-			// so ending the body is what ends the request.
-			bound := time.AfterFunc(5*time.Second, func() { send.CloseWithError(errors.New("the test's bound")) })
-			defer bound.Stop()
-			resp, err := ts.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
+			status, body, took := stalledPost(t, proto, ts, "tools.test.localhost")
+			if status != http.StatusRequestTimeout || !strings.Contains(body, "did not arrive within 300ms") {
+				t.Fatalf("%d: %s", status, body)
 			}
-			got, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusRequestTimeout || resp.Proto != proto ||
-				!strings.Contains(string(got), "did not arrive within 300ms") {
-				t.Fatalf("%s %d: %s", resp.Proto, resp.StatusCode, got)
-			}
-			if el := time.Since(start); el < timeout {
-				t.Fatalf("408 after %v, before the timeout", el)
+			if took < timeout {
+				t.Fatalf("408 after %v, before the timeout", took)
 			}
 			if n := pf.reachedCount(); n != 0 {
 				t.Fatalf("%d requests reached the local server", n)
+			}
+		})
+	}
+}
+
+// TestBodyTimeoutApex: the apex's handlers (OAuth and sign-in forms) read under the same
+// deadline: a stalled body is a read error there once BodyTimeout has passed.
+func TestBodyTimeoutApex(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	apex := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			http.Error(w, "reading: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		io.WriteString(w, "read it all") //nolint:errcheck
+	})
+	pf := newPolicyFrontWith(t, func(c *FrontConfig) { c.BodyTimeout = timeout; c.Apex = apex })
+	for proto, ts := range bodyTimeoutServers(t, pf) {
+		t.Run(proto, func(t *testing.T) {
+			status, body, took := stalledPost(t, proto, ts, "test.localhost")
+			if status != http.StatusBadRequest || !strings.Contains(body, os.ErrDeadlineExceeded.Error()) {
+				t.Fatalf("%d: %s", status, body)
+			}
+			if took < timeout {
+				t.Fatalf("answered after %v, before the timeout", took)
 			}
 		})
 	}

@@ -102,14 +102,13 @@ func (f *Front) decide(w http.ResponseWriter, r *http.Request, tr *tunnelRequest
 	tr.body.hold(&f.bodies, sc)
 	// The deadline is the connection's (HTTP/1) or the stream's (HTTP/2), and the response
 	// may stream for hours. net/http lifts an HTTP/1 connection's itself once the body reaches
-	// EOF; an HTTP/2 stream's would still fire later, harmlessly but for a timer kept per
-	// request, so it is lifted here. After a timeout it stays, so that net/http, draining the
-	// rest of the body, gives up at once rather than wait on the client. Writers that cannot
-	// take a deadline (tests' recorders) read without.
+	// EOF, and until then an expired one keeps its drain of an unread body short. An HTTP/2
+	// stream's would fire later, harmlessly but for a timer kept per request, so it is lifted
+	// here. Writers that cannot take a deadline (tests' recorders) read without.
 	rc := http.NewResponseController(w)
 	timed := rc.SetReadDeadline(time.Now().Add(f.cfg.BodyTimeout)) == nil
 	body, err := readBody(sc.buf, r.Body, f.cfg.MaxBody)
-	if timed && !errors.Is(err, os.ErrDeadlineExceeded) {
+	if timed && r.ProtoMajor == 2 {
 		rc.SetReadDeadline(time.Time{})
 	}
 	sc.buf = body

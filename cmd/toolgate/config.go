@@ -183,7 +183,7 @@ func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.Policy, "policy", "", "YAML policy file (rules with CEL conditions; reloaded on SIGHUP) (default: the built-in policy: owners may do everything, people a tunnel is shared with may use read tools)")
 	fs.DurationVar(&s.MaxAuthAge, "max-auth-age", 12*time.Hour, "destructive tools need a sign-in younger than this (the built-in policy asks older ones to authorize again), and authorizing after it signs the person in again")
 	fs.IntVar(&s.MaxBody, "max-body", 1<<20, "largest MCP request body toolgate reads whole to decide it (bytes); larger ones are refused")
-	fs.DurationVar(&s.BodyTimeout, "body-timeout", 30*time.Second, "time allowed for a client to send an MCP request body toolgate reads whole, after its headers; slower ones get 408")
+	fs.DurationVar(&s.BodyTimeout, "body-timeout", 30*time.Second, "time allowed for a client to send a request body toolgate reads itself (MCP requests it decides, OAuth and sign-in forms), after its headers; slower MCP requests get 408")
 	fs.DurationVar(&s.AuditMaxAge, "audit-max-age", 30*24*time.Hour, "audit records older than this are deleted")
 	fs.IntVar(&s.AuditMaxRecords, "audit-max-records", 1_000_000, "the audit log keeps at most this many records, deleting the oldest")
 	fs.BoolVar(&s.AuditArgs, "audit-args", false, "keep tool call arguments in audit records (secret-looking values redacted); default: only a digest")
