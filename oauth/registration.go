@@ -16,12 +16,11 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ory/fosite"
-	"golang.org/x/time/rate"
 
+	"github.com/toolgate/toolgate/authz"
 	"github.com/toolgate/toolgate/data"
 )
 
@@ -79,14 +78,14 @@ func NewRegistration(cfg RegistrationConfig) (http.Handler, error) {
 	}
 	h := &registration{cfg: cfg}
 	if cfg.RatePerMinute > 0 {
-		h.limits = newIPLimiter(rate.Limit(float64(cfg.RatePerMinute)/60), cfg.RatePerMinute, maxLimiterEntries)
+		h.limits = authz.NewRateLimiter(float64(cfg.RatePerMinute)/60, cfg.RatePerMinute, maxLimiterEntries)
 	}
 	return h, nil
 }
 
 type registration struct {
 	cfg    RegistrationConfig
-	limits *ipLimiter // nil: no limit
+	limits *authz.RateLimiter // nil: no limit
 }
 
 // registrationResponse is the RFC 7591 §3.2.1 response: the registered metadata plus what the
@@ -110,7 +109,7 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := h.cfg.Now()
 	ip := remoteIP(r)
 	if h.limits != nil {
-		if ok, wait := h.limits.allow(limiterKey(ip), now); !ok {
+		if ok, wait := h.limits.Allow(limiterKey(ip), now); !ok {
 			secs := int(math.Ceil(wait.Seconds()))
 			w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 			writeRegistrationError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many registrations from this address; retry later")
@@ -240,80 +239,14 @@ func remoteIP(r *http.Request) string {
 	return host
 }
 
-// limiterKey is the rate limit bucket for ip: the address for IPv4, its /64 for IPv6 (one
-// host usually holds a whole /64 and can pick any address in it).
+// limiterKey is the rate limit bucket for ip (see authz.AddrKey).
 func limiterKey(ip string) string {
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
 		return ip
 	}
-	a = a.Unmap()
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.String()
-	}
-	return a.String()
+	return authz.AddrKey(a)
 }
 
-// maxLimiterEntries bounds the rate limiter's table. Past it, addresses not yet in the table
-// share one limiter, so a flood from many addresses slows registrations from new addresses
-// instead of growing memory.
+// maxLimiterEntries bounds the rate limiter's table (see authz.RateLimiter).
 const maxLimiterEntries = 10000
-
-// ipLimiter is a token bucket per key, forgetting keys whose bucket has refilled.
-type ipLimiter struct {
-	limit rate.Limit
-	burst int
-	max   int
-
-	mu        sync.Mutex
-	entries   map[string]*rate.Limiter
-	overflow  *rate.Limiter // shared by new keys while entries is full
-	lastPrune time.Time
-}
-
-func newIPLimiter(limit rate.Limit, burst, max int) *ipLimiter {
-	return &ipLimiter{
-		limit: limit, burst: burst, max: max,
-		entries:  make(map[string]*rate.Limiter),
-		overflow: rate.NewLimiter(limit, burst),
-	}
-}
-
-// allow takes one token from key's bucket at now. When none is left it reports how long until
-// one is.
-func (l *ipLimiter) allow(key string, now time.Time) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.lastPrune) >= time.Minute || len(l.entries) >= l.max {
-		l.prune(now)
-	}
-	lim, ok := l.entries[key]
-	if !ok {
-		if len(l.entries) >= l.max {
-			lim = l.overflow
-		} else {
-			lim = rate.NewLimiter(l.limit, l.burst)
-			l.entries[key] = lim
-		}
-	}
-	if lim.AllowN(now, 1) {
-		return true, 0
-	}
-	missing := 1 - lim.TokensAt(now)
-	return false, time.Duration(missing / float64(l.limit) * float64(time.Second))
-}
-
-// prune drops limiters whose bucket is full again: they are indistinguishable from new ones.
-// At most once a minute, unless the table is full.
-func (l *ipLimiter) prune(now time.Time) {
-	if len(l.entries) >= l.max && now.Sub(l.lastPrune) < time.Second {
-		return // full and just pruned: don't sweep the table on every request
-	}
-	l.lastPrune = now
-	for k, lim := range l.entries {
-		if lim.TokensAt(now) >= float64(l.burst) {
-			delete(l.entries, k)
-		}
-	}
-}

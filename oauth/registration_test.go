@@ -295,34 +295,6 @@ func TestRegistrationRateLimit(t *testing.T) {
 	}
 }
 
-func TestRegistrationLimiterBounded(t *testing.T) {
-	l := newIPLimiter(1, 1, 4)
-	now := time.Unix(1000, 0)
-	for i := range 4 {
-		if ok, _ := l.allow("k"+strconv.Itoa(i), now); !ok {
-			t.Fatalf("key %d refused", i)
-		}
-	}
-	// The table is full of empty buckets: new keys share the overflow bucket.
-	if ok, _ := l.allow("new1", now); !ok {
-		t.Fatal("first overflow request refused")
-	}
-	if ok, wait := l.allow("new2", now); ok || wait <= 0 {
-		t.Fatalf("second overflow request: ok=%v wait=%v", ok, wait)
-	}
-	if len(l.entries) > 4 {
-		t.Fatalf("table grew to %d", len(l.entries))
-	}
-	// Once the buckets refill they are pruned and new keys get their own.
-	now = now.Add(2 * time.Second)
-	if ok, _ := l.allow("new3", now); !ok {
-		t.Fatal("request after refill refused")
-	}
-	if len(l.entries) != 1 {
-		t.Errorf("table has %d entries after pruning, want 1", len(l.entries))
-	}
-}
-
 func TestRegistrationConfig(t *testing.T) {
 	if _, err := NewRegistration(RegistrationConfig{Scopes: testScopes}); err == nil {
 		t.Error("no Clients: no error")
