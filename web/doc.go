@@ -3,7 +3,8 @@
 // tunnels, and the chain every tunnel request passes through on its way to the proxy.
 //
 // A tunnel request's whole path reads top to bottom in front.go; its OAuth steps (protected
-// resource metadata, the bearer token, the scope step-up) are in frontauth.go. The proxy
+// resource metadata, the bearer token, the scope step-up) are in frontauth.go, its limits per
+// client address and per user in frontlimits.go. The proxy
 // itself, the tunnel table and name rules live in package tunnel; the SSH side in package
 // sshd; the authorization server, and what a token is worth, in package oauth.
 //

@@ -81,6 +81,9 @@ type FrontConfig struct {
 	// streams), so without this a client trickling a body would hold a connection and its
 	// buffer for as long as it liked. Default 30s: 1 MiB at 35 KB/s.
 	BodyTimeout time.Duration
+	// Limits bounds requests to tunnels per client address and per user (frontlimits.go).
+	// Default: the zero RequestLimits, no limits.
+	Limits RequestLimits
 	// Audit receives one record per request that reached the token step: allowed, denied,
 	// or refused for its token (those coalesced when they come in floods; see
 	// frontrefusal.go). Default nil: no records.
@@ -117,6 +120,8 @@ type Front struct {
 	bodies bodyPool
 	// refusals coalesces the audit records of requests refused for their token.
 	refusals *refusalGate
+	// limits applies cfg.Limits.
+	limits *requestLimiter
 }
 
 // NewFront returns the public handler.
@@ -150,7 +155,7 @@ func NewFront(cfg FrontConfig) (*Front, error) {
 	if cfg.BodyTimeout <= 0 {
 		cfg.BodyTimeout = 30 * time.Second
 	}
-	f := &Front{cfg: cfg, users: &userCache{dir: cfg.Users}}
+	f := &Front{cfg: cfg, users: &userCache{dir: cfg.Users}, limits: newRequestLimiter(cfg.Limits)}
 	if cfg.Audit != nil {
 		f.refusals = newRefusalGate(refusalLimits{}, cfg.Audit.Append)
 	}
@@ -243,6 +248,15 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 	w = &tr.rec
 	defer f.finish(tr, r)
 
+	// 2b. Limits per client address (frontlimits.go), before the token: a flood of bad tokens
+	// costs no token checks. A request counts as a stream until the handler returns.
+	byAddr, refused := f.limits.addr(tr.from.Addr(), tr.source, start)
+	if refused != nil {
+		f.refuseForLimit(w, r, tr, refused)
+		return
+	}
+	defer byAddr.release()
+
 	// 3. Token: a bearer token for this tunnel, from the Authorization header only, with the
 	// scopes the request needs; without a policy, the owner check. The header is removed
 	// before forwarding: the local server never sees the client's token.
@@ -253,6 +267,12 @@ func (f *Front) serveTunnel(w http.ResponseWriter, r *http.Request, name string)
 		}
 		tr.info.user, tr.info.client, tr.info.clientID = access.UserID, access.ClientName, access.ClientID
 		r.Header.Del("Authorization")
+		byUser, refused := f.limits.user(access.UserID, start)
+		if refused != nil {
+			f.refuseForLimit(w, r, tr, refused)
+			return
+		}
+		defer byUser.release()
 	}
 
 	// 4. Policy: the JSON-RPC body read strictly and every message decided before anything is

@@ -73,7 +73,8 @@ func BenchmarkServeTunnel(b *testing.B) {
 	// that the writer's encoding and commits, on another goroutine, count in cpu-ns/op.
 	// "no-token+audit" is a request without a token, refused (401) and audited: what a
 	// scanner's request costs.
-	for _, mode := range []string{"open", "oauth", "oauth+policy", "oauth+policy+audit", "oauth+policy+auditlog", "no-token+audit"} {
+	// "+limits" adds every request limit, high enough never to refuse: what counting costs.
+	for _, mode := range []string{"open", "oauth", "oauth+policy", "oauth+policy+limits", "oauth+policy+audit", "oauth+policy+auditlog", "no-token+audit"} {
 		b.Run(mode, func(b *testing.B) {
 			cfg := FrontConfig{Domain: "bench.localhost", Tunnels: reg, Proxy: benchProxy{}}
 			want := http.StatusOK
@@ -85,6 +86,9 @@ func BenchmarkServeTunnel(b *testing.B) {
 			}
 			if strings.Contains(mode, "policy") {
 				cfg.Policy, cfg.Users = benchPolicy{authz.DefaultPolicy(time.Hour)}, st
+			}
+			if strings.Contains(mode, "limits") {
+				cfg.Limits = RequestLimits{RatePerIP: 1e9, RatePerUser: 1e9, StreamsPerIP: 1 << 20, StreamsPerUser: 1 << 20}
 			}
 			var log *data.AuditLog
 			switch {

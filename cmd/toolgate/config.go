@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -47,6 +48,10 @@ type settings struct {
 	SSHCiphers           stringList
 	MaxConnsPerOwner     int
 	MaxTunnelsPerUser    int
+	RatePerIP            float64
+	RatePerUser          float64
+	MaxStreamsPerIP      int
+	MaxStreamsPerUser    int
 
 	KeyTTL             time.Duration
 	KeyRememberTTL     time.Duration
@@ -146,6 +151,10 @@ func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
 	fs.Var(&s.SSHCiphers, "ssh-ciphers", "SSH ciphers offered (default: aes128-gcm@openssh.com,aes256-gcm@openssh.com; chacha20-poly1305@openssh.com is slower in Go)")
 	fs.IntVar(&s.MaxConnsPerOwner, "max-connections-per-user", 10, "concurrent SSH connections per user (all their keys together)")
 	fs.IntVar(&s.MaxTunnelsPerUser, "max-tunnels-per-user", 20, "live tunnels per user")
+	fs.Float64Var(&s.RatePerIP, "rate-per-ip", 100, "requests a second to tunnels from one client address (IPv6: one /64), in bursts of twice that; past it, 429 (0: no limit)")
+	fs.Float64Var(&s.RatePerUser, "rate-per-user", 50, "requests a second to tunnels by one signed-in user, in bursts of twice that; past it, 429 (0: no limit)")
+	fs.IntVar(&s.MaxStreamsPerIP, "max-streams-per-ip", 256, "requests to tunnels in flight at once from one client address, open event streams included; past it, 429 (0: no limit)")
+	fs.IntVar(&s.MaxStreamsPerUser, "max-streams-per-user", 128, "requests to tunnels in flight at once by one signed-in user, open event streams included; past it, 429 (0: no limit)")
 
 	fs.DurationVar(&s.KeyTTL, "key-ttl", 30*24*time.Hour, "how long an SSH key stays linked to its user before it must be approved again")
 	fs.DurationVar(&s.KeyRememberTTL, "key-remember-ttl", 90*24*time.Hour, "the same, when the user ticks \"remember\" on the approval page")
@@ -427,6 +436,16 @@ func (s *settings) validate() error {
 		"max-connections-per-user": s.MaxConnsPerOwner, "max-tunnels-per-user": s.MaxTunnelsPerUser} {
 		if n <= 0 {
 			bad(name, "must be at least 1, got %d", n)
+		}
+	}
+	for name, n := range map[string]int{"max-streams-per-ip": s.MaxStreamsPerIP, "max-streams-per-user": s.MaxStreamsPerUser} {
+		if n < 0 {
+			bad(name, "must be 0 (no limit) or more, got %d", n)
+		}
+	}
+	for name, r := range map[string]float64{"rate-per-ip": s.RatePerIP, "rate-per-user": s.RatePerUser} {
+		if r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+			bad(name, "must be 0 (no limit) or a positive number of requests a second, got %v", r)
 		}
 	}
 	supported := ssh.SupportedAlgorithms().Ciphers
