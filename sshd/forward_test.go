@@ -1,6 +1,7 @@
 package sshd
 
 import (
+	"net"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -68,4 +69,22 @@ func FuzzForwardRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestHandshakeKey(t *testing.T) {
+	for _, tc := range []struct {
+		addr net.Addr
+		want string
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("203.0.113.7"), Port: 1}, "203.0.113.7"},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:203.0.113.7"), Port: 1}, "203.0.113.7"},
+		// Any address in one /64 counts as the same client.
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2::1"), Port: 1}, "2001:db8:1:2::/64"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:ffff::9"), Port: 1}, "2001:db8:1:2::/64"},
+		{&net.UnixAddr{Name: "@", Net: "unix"}, "@"},
+	} {
+		if got := handshakeKey(tc.addr); got != tc.want {
+			t.Errorf("handshakeKey(%v) = %q, want %q", tc.addr, got, tc.want)
+		}
+	}
 }

@@ -19,11 +19,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/toolgate/toolgate/authz"
 	"github.com/toolgate/toolgate/tunnel"
 )
 
@@ -249,6 +251,15 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
+// handshakeKey is what MaxHandshakesPerIP counts under: the address for IPv4, its /64 for
+// IPv6 (authz.AddrKey), since one host can pick any address in its /64.
+func handshakeKey(a net.Addr) string {
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return authz.AddrKey(ap.Addr())
+	}
+	return remoteIP(a)
+}
+
 func remoteIP(a net.Addr) string {
 	if ta, ok := a.(*net.TCPAddr); ok {
 		return ta.IP.String()
@@ -262,7 +273,7 @@ func remoteIP(a net.Addr) string {
 
 // handle runs one connection from TCP accept to close.
 func (s *Server) handle(nc net.Conn) {
-	ip := remoteIP(nc.RemoteAddr())
+	ip := handshakeKey(nc.RemoteAddr())
 	s.mu.Lock()
 	if s.closed || s.handshakes[ip] >= s.cfg.MaxHandshakesPerIP {
 		s.mu.Unlock()
