@@ -57,6 +57,10 @@ type Config struct {
 	KeepaliveCountMax int
 	// MaxConnsPerOwner bounds concurrent connections per owner (Identity.Owner: a user). Default 10.
 	MaxConnsPerOwner int
+	// MaxConnsPerIP bounds concurrent authenticated connections per client address (IPv6:
+	// per /64, as authz.AddrKey), whoever's they are: a team behind one NAT address shares it.
+	// Default 100.
+	MaxConnsPerIP int
 	// MaxHandshakesPerIP bounds concurrent unauthenticated connections per source address.
 	// Default 16.
 	MaxHandshakesPerIP int
@@ -96,6 +100,7 @@ type Server struct {
 	listeners  map[net.Listener]struct{}
 	conns      map[*conn]struct{}
 	perOwner   map[string]int
+	perIP      map[string]int // authenticated connections, by handshakeKey
 	handshakes map[string]int
 	closed     bool
 	wg         sync.WaitGroup
@@ -135,6 +140,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxConnsPerOwner <= 0 {
 		cfg.MaxConnsPerOwner = 10
 	}
+	if cfg.MaxConnsPerIP <= 0 {
+		cfg.MaxConnsPerIP = 100
+	}
 	if cfg.MaxHandshakesPerIP <= 0 {
 		cfg.MaxHandshakesPerIP = 16
 	}
@@ -155,6 +163,7 @@ func New(cfg Config) (*Server, error) {
 		listeners:  make(map[net.Listener]struct{}),
 		conns:      make(map[*conn]struct{}),
 		perOwner:   make(map[string]int),
+		perIP:      make(map[string]int),
 		handshakes: make(map[string]int),
 		writeBufs:  newBatchConnPool(),
 	}
@@ -192,14 +201,20 @@ func (s *Server) verifiedKey(nc net.Conn, attempt *linkAttempt, key ssh.PublicKe
 	if perms.Extensions[extLink] != "" {
 		return nil, s.partialLink(nc, key, attempt)
 	}
-	owner := perms.Extensions[extOwner]
+	owner, ip := perms.Extensions[extOwner], handshakeKey(nc.RemoteAddr())
 	s.mu.Lock()
-	n := s.perOwner[owner]
+	n, fromIP := s.perOwner[owner], s.perIP[ip]
 	s.mu.Unlock()
 	if n >= s.cfg.MaxConnsPerOwner {
 		return nil, &ssh.BannerError{
 			Err:     fmt.Errorf("sshd: %s has %d connections", owner, n),
 			Message: fmt.Sprintf("toolgate: you already have %d SSH connections open, the limit. Close one and try again.\r\n", n),
+		}
+	}
+	if fromIP >= s.cfg.MaxConnsPerIP {
+		return nil, &ssh.BannerError{
+			Err:     fmt.Errorf("sshd: %s has %d connections", ip, fromIP),
+			Message: fmt.Sprintf("toolgate: %d SSH connections are open from your address, the limit. Close one and try again.\r\n", fromIP),
 		}
 	}
 	return perms, nil
@@ -312,8 +327,8 @@ func (s *Server) handle(nc net.Conn) {
 		go s.cfg.KeyUsed(c.keyFP)
 	}
 	s.mu.Lock()
-	// verifiedKey checked the limit, but two handshakes may have passed it together.
-	over := s.perOwner[id.Owner] >= s.cfg.MaxConnsPerOwner
+	// verifiedKey checked the limits, but two handshakes may have passed them together.
+	over := s.perOwner[id.Owner] >= s.cfg.MaxConnsPerOwner || s.perIP[ip] >= s.cfg.MaxConnsPerIP
 	if s.closed || over {
 		s.mu.Unlock()
 		sc.Close()
@@ -324,6 +339,7 @@ func (s *Server) handle(nc net.Conn) {
 		return
 	}
 	s.perOwner[id.Owner]++
+	s.perIP[ip]++
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 
@@ -334,6 +350,9 @@ func (s *Server) handle(nc net.Conn) {
 	delete(s.conns, c)
 	if s.perOwner[id.Owner]--; s.perOwner[id.Owner] <= 0 {
 		delete(s.perOwner, id.Owner)
+	}
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
 	}
 	s.mu.Unlock()
 	s.cfg.Logger.Info("ssh disconnected", "owner", id.Owner, "remote", nc.RemoteAddr().String(), "reason", c.closeReason())

@@ -243,6 +243,43 @@ func TestRequestedNameAndRefusals(t *testing.T) {
 	}
 }
 
+// TestConnectionLimitPerAddress: authenticated connections from one address are bounded
+// whoever's keys they use; past the limit the client is told why in a banner, and a slot freed
+// by a closed connection can be used again.
+func TestConnectionLimitPerAddress(t *testing.T) {
+	h := newHarness(t, func(c *sshd.Config) { c.MaxConnsPerIP = 2 })
+	var open []*ssh.Client
+	for range 2 {
+		c, err := h.dial(nil) // a new key, so a new owner, each time
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, c)
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	third, _ := ssh.NewSignerFromKey(priv)
+	var banner string
+	_, err := ssh.Dial("tcp", h.sshAddr, &ssh.ClientConfig{
+		User: "dev", Auth: []ssh.AuthMethod{ssh.PublicKeys(third)}, HostKeyCallback: ssh.InsecureIgnoreHostKey(),
+		BannerCallback: func(m string) error { banner = m; return nil },
+	})
+	if err == nil || !strings.Contains(banner, "2 SSH connections are open from your address, the limit") {
+		t.Fatalf("a third connection from one address with limit 2: err=%v banner=%q", err, banner)
+	}
+	open[0].Close()
+	waitUntil(t, "a freed slot", func() bool {
+		c, err := h.dial(third)
+		if err != nil {
+			return false
+		}
+		open = append(open, c)
+		return true
+	})
+	for _, c := range open[1:] {
+		c.Close()
+	}
+}
+
 func TestHandshakeTimeout(t *testing.T) {
 	h := newHarness(t, func(c *sshd.Config) { c.HandshakeTimeout = 200 * time.Millisecond })
 	nc, err := net.Dial("tcp", h.sshAddr)

@@ -48,6 +48,7 @@ type settings struct {
 	SSHCiphers           stringList
 	MaxConnsPerOwner     int
 	MaxTunnelsPerUser    int
+	MaxConnsPerIP        int
 	RatePerIP            float64
 	RatePerUser          float64
 	MaxStreamsPerIP      int
@@ -151,6 +152,7 @@ func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
 	fs.Var(&s.SSHCiphers, "ssh-ciphers", "SSH ciphers offered (default: aes128-gcm@openssh.com,aes256-gcm@openssh.com; chacha20-poly1305@openssh.com is slower in Go)")
 	fs.IntVar(&s.MaxConnsPerOwner, "max-connections-per-user", 10, "concurrent SSH connections per user (all their keys together)")
 	fs.IntVar(&s.MaxTunnelsPerUser, "max-tunnels-per-user", 20, "live tunnels per user")
+	fs.IntVar(&s.MaxConnsPerIP, "max-connections-per-ip", 100, "concurrent SSH connections from one client address (IPv6: one /64), whoever's keys they use")
 	fs.Float64Var(&s.RatePerIP, "rate-per-ip", 100, "requests a second to tunnels from one client address (IPv6: one /64), in bursts of twice that; past it, 429 (0: no limit)")
 	fs.Float64Var(&s.RatePerUser, "rate-per-user", 50, "requests a second to tunnels by one signed-in user, in bursts of twice that; past it, 429 (0: no limit)")
 	fs.IntVar(&s.MaxStreamsPerIP, "max-streams-per-ip", 256, "requests to tunnels in flight at once from one client address, open event streams included; past it, 429 (0: no limit)")
@@ -433,7 +435,8 @@ func (s *settings) validate() error {
 		}
 	}
 	for name, n := range map[string]int{"ssh-keepalive-count": s.SSHKeepaliveCount,
-		"max-connections-per-user": s.MaxConnsPerOwner, "max-tunnels-per-user": s.MaxTunnelsPerUser} {
+		"max-connections-per-user": s.MaxConnsPerOwner, "max-tunnels-per-user": s.MaxTunnelsPerUser,
+		"max-connections-per-ip": s.MaxConnsPerIP} {
 		if n <= 0 {
 			bad(name, "must be at least 1, got %d", n)
 		}

@@ -210,6 +210,7 @@ func TestSettingsEverySource(t *testing.T) {
 		"ssh-ciphers":              {val: "chacha20-poly1305@openssh.com,aes256-gcm@openssh.com"},
 		"max-connections-per-user": {val: "2"},
 		"max-tunnels-per-user":     {val: "3"},
+		"max-connections-per-ip":   {val: "40"},
 		"rate-per-ip":              {val: "12.5"},
 		"rate-per-user":            {val: "0"},
 		"max-streams-per-ip":       {val: "16"},

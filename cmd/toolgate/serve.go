@@ -173,6 +173,7 @@ func start(ctx context.Context, s *settings, log *slog.Logger) (_ *server, err e
 		KeepaliveInterval: s.SSHKeepaliveInterval,
 		KeepaliveCountMax: s.SSHKeepaliveCount,
 		MaxConnsPerOwner:  s.MaxConnsPerOwner,
+		MaxConnsPerIP:     s.MaxConnsPerIP,
 		Ciphers:           []string(s.SSHCiphers),
 		Linker:            keyLinker{srv.links},
 		LinkTimeout:       s.LinkCodeTTL + time.Minute,
