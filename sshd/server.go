@@ -19,7 +19,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -197,11 +196,12 @@ func (s *Server) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permi
 // verifiedKey runs once the client proved it holds the key: the place to refuse with a message,
 // because a banner sent now is shown by OpenSSH even with -N, and the place to start linking
 // an unknown key (x/crypto allows partial success from here, not from PublicKeyCallback).
-func (s *Server) verifiedKey(nc net.Conn, attempt *linkAttempt, key ssh.PublicKey, perms *ssh.Permissions) (*ssh.Permissions, error) {
+// ip is the connection's handshakeKey.
+func (s *Server) verifiedKey(nc net.Conn, ip string, attempt *linkAttempt, key ssh.PublicKey, perms *ssh.Permissions) (*ssh.Permissions, error) {
 	if perms.Extensions[extLink] != "" {
 		return nil, s.partialLink(nc, key, attempt)
 	}
-	owner, ip := perms.Extensions[extOwner], handshakeKey(nc.RemoteAddr())
+	owner := perms.Extensions[extOwner]
 	s.mu.Lock()
 	n, fromIP := s.perOwner[owner], s.perIP[ip]
 	s.mu.Unlock()
@@ -269,8 +269,8 @@ func (s *Server) isClosed() bool {
 // handshakeKey is what MaxHandshakesPerIP counts under: the address for IPv4, its /64 for
 // IPv6 (authz.AddrKey), since one host can pick any address in its /64.
 func handshakeKey(a net.Addr) string {
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return authz.AddrKey(ap.Addr())
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return authz.AddrKey(ta.AddrPort().Addr())
 	}
 	return remoteIP(a)
 }
@@ -304,7 +304,7 @@ func (s *Server) handle(nc net.Conn) {
 	cfg := *s.sshCfg
 	attempt := new(linkAttempt)
 	cfg.VerifiedPublicKeyCallback = func(_ ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
-		return s.verifiedKey(nc, attempt, key, perms)
+		return s.verifiedKey(nc, ip, attempt, key, perms)
 	}
 	sc, chans, reqs, err := ssh.NewServerConn(nc, &cfg)
 
