@@ -22,17 +22,11 @@ func runWait(args []string) error {
 	want := fs.Int("status", http.StatusOK, "the status to wait for")
 	timeout := fs.Duration("timeout", 15*time.Second, "give up after")
 	fs.Parse(args)
-	t, err := parseTarget("x=" + *rawURL)
+	client, err := pollClient(*rawURL, *caFile)
 	if err != nil {
 		return err
 	}
-	roots, err := loadRoots(*caFile)
-	if err != nil {
-		return err
-	}
-	tr := newTransport(t, roots, nil)
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
 	deadline := time.Now().Add(*timeout)
 	for {
 		code, err := post(client, *rawURL, *token)
@@ -61,21 +55,15 @@ func runSetup(args []string) error {
 	if fs.NArg() == 0 || *rawURL == "" {
 		return errors.New("usage: loadgen setup -url URL [flags] -- CMD ARGS")
 	}
-	t, err := parseTarget("x=" + *rawURL)
+	client, err := pollClient(*rawURL, *caFile)
 	if err != nil {
 		return err
 	}
-	roots, err := loadRoots(*caFile)
-	if err != nil {
-		return err
-	}
+	defer client.CloseIdleConnections()
 	rec, err := openRecorder(*out)
 	if err != nil {
 		return err
 	}
-	tr := newTransport(t, roots, nil)
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 	// The tunnel must be down before we start (a previous round's may still be closing), and a
 	// connection to toolgate is opened now so that its TLS handshake is not counted.
 	deadline := time.Now().Add(*timeout)
@@ -121,4 +109,18 @@ func runSetup(args []string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return errors.New("the tunnel stayed up after ssh exited")
+}
+
+// pollClient is the client wait and setup poll rawURL with: the load generator's transport
+// (trusting the PEM CA in caFile, if any), 5 s per request.
+func pollClient(rawURL, caFile string) (*http.Client, error) {
+	t, err := parseTarget("x=" + rawURL)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := loadRoots(caFile)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: newTransport(t, roots, nil), Timeout: 5 * time.Second}, nil
 }
